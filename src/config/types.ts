@@ -1,0 +1,82 @@
+/**
+ * The effective configuration after validation and defaulting: what every other module reads.
+ * The JSON file format (a superset with shorthands such as "0.0.0.0:3260" and "8G") is parsed
+ * into this shape by config/load.ts.
+ */
+export interface EffectiveConfig {
+  portals: PortalConfig[];
+  targets: TargetDefinition[];
+  iscsi: IscsiSettings;
+  /** Directory for files the server creates itself (the embedded default's LUN file). */
+  dataDir: string;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+}
+
+export interface PortalConfig {
+  /** Listen address (IPv4/IPv6 literal or hostname). */
+  host: string;
+  port: number;
+  /** Target portal group tag reported as ",tpgt" in TargetAddress and in login (TargetPortalGroupTag). */
+  tpgt: number;
+  /** Address:port announced in SendTargets instead of the address the initiator connected to (NAT). */
+  advertise?: string;
+}
+
+export interface TargetDefinition {
+  iqn: string;
+  alias?: string;
+  luns: LunDefinition[];
+  acl: AclEntry[];
+}
+
+export interface LunDefinition {
+  lun: number;
+  path: string;
+  /** Size in bytes when the file must be created (or grown); undefined = use the file's size. */
+  sizeBytes?: number;
+  readOnly: boolean;
+  /** Logical block size: 512 or 4096. */
+  blockSize: number;
+  /** Write-back cache reported in the caching mode page (WCE). false = every write is durable before status. */
+  writeCache: boolean;
+  /** VPD 0x80 unit serial number. */
+  serial: string;
+  /** VPD 0x83 NAA IEEE Registered Extended designator, 32 hex digits starting with '6'. */
+  naa: string;
+  vendor: string;
+  product: string;
+  revision: string;
+}
+
+export interface AclEntry {
+  /** Initiator IQN/EUI, or "*" for any initiator. */
+  initiator: string;
+  readOnly: boolean;
+  /** CHAP settings arrive with the authentication work; the shape leaves room for them. */
+  chap?: unknown;
+}
+
+export interface IscsiSettings {
+  /** Command window depth: MaxCmdSN - ExpCmdSN + 1 (≥ 1). */
+  cmdWindow: number;
+  /** Largest data segment the target accepts (declared MaxRecvDataSegmentLength). */
+  maxRecvDataSegmentLength: number;
+  maxBurstLength: number;
+  firstBurstLength: number;
+  maxOutstandingR2T: number;
+  immediateData: boolean;
+  initialR2T: boolean;
+  /** Digests the target accepts, in preference order. */
+  headerDigest: Array<'CRC32C' | 'None'>;
+  dataDigest: Array<'CRC32C' | 'None'>;
+  /** Seconds a connection may stay in the login phase. */
+  loginTimeout: number;
+  /** Seconds of idleness before the target sends a NOP-In ping (0 = never). */
+  nopInInterval: number;
+  /** Seconds to wait for the NOP-Out answer before dropping the connection. */
+  nopInTimeout: number;
+  /** Most connections allowed in the login phase at once. */
+  maxPendingLogins: number;
+  defaultTime2Wait: number;
+  defaultTime2Retain: number;
+}

@@ -1,0 +1,300 @@
+import { RejectReason, RESERVED_TAG } from '../pdu/opcodes.js';
+import type { Pdu } from '../pdu/pdu.js';
+import { dataInHeader, r2tHeader, scsiResponseHeader } from '../pdu/target-pdus.js';
+import { decodeLun } from '../scsi/lun-address.js';
+import { fixedSense } from '../scsi/sense.js';
+import { ScsiStatus, type ScsiResponse } from '../scsi/types.js';
+import type { Connection } from './connection.js';
+import { ScsiTask } from './scsi-task.js';
+
+/** Residual flags of SCSI Response / Data-In (RFC 7143 §11.4.5). */
+const UNDERFLOW = 0x02;
+const OVERFLOW = 0x04;
+
+/** Sense key ABORTED COMMAND with the iSCSI-specific ASC/ASCQ of RFC 7143 §11.4.7.2. */
+const UNEXPECTED_UNSOLICITED_DATA = [0x0b, 0x0c, 0x0c] as const;
+const INCORRECT_AMOUNT_OF_DATA = [0x0b, 0x0c, 0x0d] as const;
+const PROTOCOL_SERVICE_CRC_ERROR = [0x0b, 0x47, 0x05] as const;
+/** ILLEGAL REQUEST, INVALID FIELD IN CDB (SPC-4). */
+const INVALID_FIELD_IN_CDB = [0x05, 0x24, 0x00] as const;
+
+/** Largest write we buffer for one command; VPD 0xB0 advertises a smaller maximum transfer. */
+const MAX_WRITE_BUFFER = 32 * 1024 * 1024;
+
+/**
+ * The SCSI data path of a connection (RFC 7143 §10–11): command PDUs become tasks; write data
+ * is gathered from immediate data, unsolicited and solicited Data-Out (R2T); the SCSI layer
+ * executes; results go back as Data-In (status collapsed into the last one) or SCSI Response.
+ */
+export class CommandPath {
+  private readonly executing = new Set<Promise<void>>();
+
+  constructor(private readonly conn: Connection) {}
+
+  onCommand(pdu: Pdu): void {
+    const conn = this.conn;
+    const session = conn.session!;
+    if (session.target === null) {
+      // §4.? Discovery sessions carry only Text, NOP and Logout.
+      conn.reject(RejectReason.ProtocolError, pdu.bhs, 'SCSI command in a discovery session');
+      this.releaseIfCounted(pdu.immediate);
+      return;
+    }
+    if (session.tasks.has(pdu.itt)) {
+      conn.reject(RejectReason.TaskInProgress, pdu.bhs, `ITT 0x${pdu.itt.toString(16)} already in use`);
+      this.releaseIfCounted(pdu.immediate);
+      return;
+    }
+    const task = ScsiTask.fromCommand(pdu, decodeLun(pdu.bhs, 8));
+    session.tasks.set(task.itt, task);
+    const immediateData = pdu.data;
+    if (immediateData.length > 0 && !task.isWrite) {
+      this.finishWithSense(task, INCORRECT_AMOUNT_OF_DATA, 'immediate data on a command without the W bit');
+      return;
+    }
+    if (task.isRead && task.isWrite) {
+      // Bidirectional commands: none of the commands we implement uses them.
+      this.finishWithSense(task, INVALID_FIELD_IN_CDB, 'bidirectional command');
+      return;
+    }
+    if (!task.isWrite || task.edtl === 0) {
+      this.execute(task, undefined);
+      return;
+    }
+    const p = session.params;
+    if (immediateData.length > 0 && (!p.immediateData || immediateData.length > p.firstBurstLength)) {
+      this.finishWithSense(task, UNEXPECTED_UNSOLICITED_DATA, 'immediate data not allowed or beyond FirstBurstLength');
+      return;
+    }
+    if (task.edtl > MAX_WRITE_BUFFER) {
+      this.finishWithSense(task, INVALID_FIELD_IN_CDB, `write of ${task.edtl} bytes exceeds ${MAX_WRITE_BUFFER}`);
+      return;
+    }
+    if (immediateData.length > task.edtl) {
+      this.finishWithSense(task, INCORRECT_AMOUNT_OF_DATA, 'immediate data beyond the expected transfer length');
+      return;
+    }
+    if (immediateData.length === task.edtl) {
+      // Everything arrived with the command: run straight from the receive buffer.
+      task.received = task.edtl;
+      this.execute(task, immediateData);
+      return;
+    }
+    task.data = Buffer.allocUnsafe(task.edtl);
+    immediateData.copy(task.data, 0);
+    task.received = immediateData.length;
+    // §11.3.? / §13.10: with InitialR2T=No and F=0, unsolicited Data-Out follows, up to FirstBurstLength.
+    task.unsolicitedOpen = !p.initialR2T && !pdu.final;
+    task.unsolicitedLimit = Math.min(p.firstBurstLength, task.edtl);
+    task.nextR2TOffset = task.received;
+    if (!task.unsolicitedOpen) this.issueR2Ts(task);
+  }
+
+  onDataOut(pdu: Pdu): void {
+    const conn = this.conn;
+    const session = conn.session!;
+    const task = session.tasks.get(pdu.itt);
+    if (task === undefined || task.state !== 'receiving' || task.data === null) {
+      // Data for a task that ended (aborted, or answered early): discard (§? unsolicited data for a completed task).
+      conn.log.debug({ itt: pdu.itt }, 'Data-Out for no receiving task; discarded');
+      return;
+    }
+    const data = pdu.data;
+    const offset = pdu.bufferOffset;
+    const ttt = pdu.targetTransferTag;
+    if (ttt === RESERVED_TAG) {
+      // Unsolicited data (§11.7.? DataSN restarts at 0 for the unsolicited burst).
+      if (!task.unsolicitedOpen) {
+        this.failTask(task, pdu, UNEXPECTED_UNSOLICITED_DATA, 'unsolicited Data-Out not expected');
+        return;
+      }
+      if (pdu.dataSN !== task.unsolicitedDataSN || offset !== task.received || offset + data.length > task.unsolicitedLimit) {
+        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `unsolicited Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${data.length}`);
+        return;
+      }
+      data.copy(task.data, offset);
+      task.received += data.length;
+      task.unsolicitedDataSN++;
+      if (pdu.final || task.received === task.unsolicitedLimit) {
+        task.unsolicitedOpen = false;
+        task.nextR2TOffset = task.received;
+      }
+    } else {
+      const r2t = task.r2ts.find((r) => r.ttt === ttt);
+      if (r2t === undefined) {
+        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out with unknown TTT 0x${ttt.toString(16)}`);
+        return;
+      }
+      // §11.7.? DataSN counts per R2T from 0; DataPDUInOrder=Yes means offsets are sequential.
+      if (pdu.dataSN !== r2t.nextDataSN || offset !== r2t.nextOffset || offset + data.length > r2t.end) {
+        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${data.length} (expected DataSN ${r2t.nextDataSN} offset ${r2t.nextOffset})`);
+        return;
+      }
+      data.copy(task.data, offset);
+      task.received += data.length;
+      r2t.nextOffset += data.length;
+      r2t.nextDataSN++;
+      if (r2t.nextOffset === r2t.end) task.r2ts.splice(task.r2ts.indexOf(r2t), 1);
+    }
+    if (task.received === task.edtl) {
+      this.execute(task, task.data);
+      return;
+    }
+    if (!task.unsolicitedOpen) this.issueR2Ts(task);
+  }
+
+  /** A Data-Out whose payload was lost (digest error, oversize): the task cannot complete correctly. */
+  failTransfer(bhs: Buffer, why: 'data-digest' | 'oversize'): void {
+    const session = this.conn.session;
+    if (session === null) return;
+    const itt = bhs.readUInt32BE(16);
+    const task = session.tasks.get(itt);
+    if (task === undefined || task.state !== 'receiving') return;
+    this.finishWithSense(task, why === 'data-digest' ? PROTOCOL_SERVICE_CRC_ERROR : INCORRECT_AMOUNT_OF_DATA, `write data lost (${why})`);
+  }
+
+  /** §11.8: keep up to MaxOutstandingR2T solicitations of at most MaxBurstLength each. */
+  private issueR2Ts(task: ScsiTask): void {
+    const p = this.conn.session!.params;
+    while (task.r2ts.length < p.maxOutstandingR2T && task.nextR2TOffset < task.edtl) {
+      const offset = task.nextR2TOffset;
+      const length = Math.min(p.maxBurstLength, task.edtl - offset);
+      const ttt = this.conn.allocateTtt();
+      task.r2ts.push({ ttt, end: offset + length, nextOffset: offset, nextDataSN: 0 });
+      task.nextR2TOffset += length;
+      this.conn.send(r2tHeader(task.itt, task.lunField, ttt, task.r2tSN++, offset, length));
+    }
+  }
+
+  private failTask(task: ScsiTask, pdu: Pdu, sense: readonly [number, number, number], why: string): void {
+    this.conn.reject(RejectReason.ProtocolError, pdu.bhs, why);
+    this.finishWithSense(task, sense, why);
+  }
+
+  private finishWithSense(task: ScsiTask, sense: readonly [number, number, number], why: string): void {
+    this.conn.log.warn({ itt: task.itt, why }, 'command terminated');
+    task.state = 'done';
+    this.complete(task, { status: ScsiStatus.CheckCondition, sense: fixedSense(sense[0], sense[1], sense[2]) });
+  }
+
+  private execute(task: ScsiTask, dataOut: Buffer | undefined): void {
+    const session = this.conn.session!;
+    const target = session.target!;
+    task.state = 'executing';
+    task.r2ts.length = 0;
+    const run = target.device
+      .execute({ nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOut, dataInLength: task.isRead ? task.edtl : 0 })
+      .then(
+        (res) => this.complete(task, res),
+        (err: unknown) => {
+          this.conn.log.error({ err, itt: task.itt }, 'SCSI layer failed');
+          this.complete(task, { status: ScsiStatus.CheckCondition, sense: fixedSense(0x04, 0x44, 0x00) });
+        },
+      )
+      .finally(() => this.executing.delete(run));
+    task.execution = run;
+    this.executing.add(run);
+  }
+
+  /** Send the outcome of a task (RFC 7143 §11.4, §11.7) and retire it. */
+  private complete(task: ScsiTask, res: ScsiResponse): void {
+    const conn = this.conn;
+    const session = conn.session!;
+    task.state = 'done';
+    task.data = null;
+    if (session.tasks.get(task.itt) === task) session.tasks.delete(task.itt);
+    if (task.aborted) {
+      this.releaseIfCounted(task.immediate);
+      if (task.reportAborted) {
+        conn.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);
+      }
+      return;
+    }
+    this.releaseIfCounted(task.immediate);
+    const edtl = task.edtl;
+    const data = res.data;
+    const produced = data === undefined ? 0 : data.length;
+    let residualFlags = 0;
+    let residual = 0;
+    if (task.isRead) {
+      if (produced < edtl) { residualFlags = UNDERFLOW; residual = edtl - produced; }
+      else if (produced > edtl) { residualFlags = OVERFLOW; residual = produced - edtl; }
+    } else if (produced > 0) {
+      // Data-in produced for a command the initiator gave no read buffer (§11.4.5.1).
+      residualFlags = OVERFLOW;
+      residual = produced;
+    }
+    const sendLength = task.isRead ? Math.min(produced, edtl) : 0;
+    const good = res.status === ScsiStatus.Good && res.sense === undefined;
+    if (sendLength > 0) {
+      this.sendDataIn(task, data!, sendLength, good ? { status: res.status, residualFlags, residual } : null);
+      if (good) return;
+    }
+    let senseSegment: Buffer | undefined;
+    if (res.sense !== undefined) {
+      // §11.4.7: SenseLength (2 bytes) then the sense data.
+      senseSegment = Buffer.allocUnsafe(2 + res.sense.length);
+      senseSegment.writeUInt16BE(res.sense.length, 0);
+      res.sense.copy(senseSegment, 2);
+    }
+    conn.send(scsiResponseHeader(task.itt, res.status, residualFlags, residual), senseSegment, true);
+  }
+
+  /**
+   * Data-In PDUs of at most the initiator's MaxRecvDataSegmentLength, sequences of at most
+   * MaxBurstLength (F bit at each sequence end), status in the last PDU when given (§11.7).
+   */
+  private sendDataIn(
+    task: ScsiTask, data: Buffer, length: number,
+    status: { status: number; residualFlags: number; residual: number } | null,
+  ): void {
+    const p = this.conn.session!.params;
+    const maxSegment = p.initiatorMaxRecvDataSegmentLength;
+    const maxBurst = p.maxBurstLength;
+    let offset = 0;
+    let dataSN = 0;
+    let burstLeft = maxBurst;
+    while (offset < length) {
+      const seg = Math.min(maxSegment, length - offset, burstLeft);
+      const last = offset + seg === length;
+      burstLeft -= seg;
+      const endOfBurst = last || burstLeft === 0;
+      const header = dataInHeader(task.itt, task.lunField, dataSN++, offset, endOfBurst, last ? status : null);
+      this.conn.send(header, data.subarray(offset, offset + seg), last && status !== null);
+      offset += seg;
+      if (burstLeft === 0) burstLeft = maxBurst;
+    }
+  }
+
+  private releaseIfCounted(immediate: boolean): void {
+    if (!immediate) this.conn.session!.releaseCredit();
+  }
+
+  /** Resolves once every command handed to the SCSI layer has finished. */
+  async drain(): Promise<void> {
+    while (this.executing.size > 0) await Promise.allSettled([...this.executing]);
+  }
+
+  /**
+   * Terminate tasks (task management, session end). Their responses are suppressed (or TASK
+   * ABORTED when `report`); resolves once none of them is still running in the SCSI layer.
+   */
+  async abort(tasks: ScsiTask[], report: boolean): Promise<void> {
+    const running: Promise<void>[] = [];
+    const session = this.conn.session;
+    for (const task of tasks) {
+      task.aborted = true;
+      task.reportAborted = report && !this.conn.isClosed;
+      if (task.state === 'receiving') {
+        task.state = 'done';
+        task.data = null;
+        if (session !== null && session.tasks.get(task.itt) === task) session.tasks.delete(task.itt);
+        this.releaseIfCounted(task.immediate);
+        if (task.reportAborted) this.conn.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);
+      } else if (task.execution !== null) {
+        running.push(task.execution);
+      }
+    }
+    await Promise.allSettled(running);
+  }
+}

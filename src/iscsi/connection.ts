@@ -1,0 +1,412 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { IscsiSettings, PortalConfig } from '../config/types.js';
+import { PduFramer, type FramingError } from '../pdu/framer.js';
+import { Opcode, OPCODE_NAMES, RejectReason, RESERVED_TAG } from '../pdu/opcodes.js';
+import type { Pdu } from '../pdu/pdu.js';
+import { logoutResponseHeader, nopInHeader, rejectHeader } from '../pdu/target-pdus.js';
+import { PduWriter } from '../pdu/writer.js';
+import { LoginHandler, type LoginContext } from './login.js';
+import type { Session } from './session.js';
+import { snAdd } from './serial.js';
+import { CommandPath } from './command-path.js';
+import { handleTaskManagement } from './task-management.js';
+import { TextExchange } from './text-exchange.js';
+import type { ServerContext } from './server-context.js';
+
+let connectionIds = 0;
+
+/**
+ * One TCP connection: framing, the login phase, then the full feature phase (RFC 7143 §7):
+ * command ordering by CmdSN, NOP keep-alive, text, task management and logout.
+ * Everything a peer sends is checked; protocol errors get a Reject or a login status, and a
+ * connection that cannot continue is dropped without affecting others.
+ */
+export class Connection {
+  readonly id = ++connectionIds;
+  readonly log: Logger;
+  readonly writer: PduWriter;
+  private readonly framer: PduFramer;
+  private login: LoginHandler | null;
+  private loginQueue: Pdu[] | null = null;
+  private loginTimer: NodeJS.Timeout | null;
+  session: Session | null = null;
+  statSN = 0;
+  private statSNStarted = false;
+  private closed = false;
+  private loggingOut = false;
+  /** Non-immediate PDUs that arrived ahead of a CmdSN gap. */
+  private readonly ahead = new Map<number, Pdu>();
+  readonly commands: CommandPath;
+  private readonly text: TextExchange;
+  private lastReceive = Date.now();
+  private pingSentAt = 0;
+  private pingTimer: NodeJS.Timeout | null = null;
+  private nextTtt = 1;
+  private paused = false;
+
+  constructor(
+    readonly socket: Socket,
+    readonly portal: PortalConfig,
+    private readonly ctx: ServerContext,
+  ) {
+    this.log = ctx.log.child({ conn: this.id, remote: `${socket.remoteAddress}:${socket.remotePort}` });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    this.writer = new PduWriter(socket);
+    this.framer = new PduFramer((pdu) => this.onPdu(pdu), (err) => this.onFramingError(err));
+    this.commands = new CommandPath(this);
+    this.text = new TextExchange(this);
+    const loginCtx: LoginContext = {
+      settings: ctx.settings,
+      portal,
+      findTarget: (iqn) => ctx.findTarget(iqn),
+      establish: (outcome) => ctx.establish(this, outcome),
+    };
+    this.login = new LoginHandler(loginCtx);
+    this.loginTimer = setTimeout(() => {
+      this.log.warn({ ...this.login?.who, timeoutSeconds: ctx.settings.loginTimeout }, 'login timed out; closing connection');
+      this.close('login timeout');
+    }, ctx.settings.loginTimeout * 1000);
+    this.loginTimer.unref();
+    socket.on('data', (chunk: Buffer) => {
+      this.lastReceive = Date.now();
+      this.framer.push(chunk);
+    });
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    socket.on('close', () => this.onClose());
+    socket.on('drain', () => {
+      if (this.paused) {
+        this.paused = false;
+        socket.resume();
+      }
+    });
+  }
+
+  get settings(): IscsiSettings {
+    return this.ctx.settings;
+  }
+
+  get inLogin(): boolean {
+    return this.login !== null;
+  }
+
+  allocateTtt(): number {
+    const t = this.nextTtt;
+    this.nextTtt = this.nextTtt >= 0xfffffffe ? 1 : this.nextTtt + 1;
+    return t;
+  }
+
+  /**
+   * Send a target PDU, stamping StatSN (advanced when `advanceStatSN`), ExpCmdSN and MaxCmdSN
+   * (offsets 24/28/32 in every target PDU, RFC 7143 §11).
+   */
+  send(header: Buffer, data?: Buffer, advanceStatSN = false): void {
+    if (this.closed) return;
+    header.writeUInt32BE(this.statSN, 24);
+    if (advanceStatSN) this.statSN = snAdd(this.statSN, 1);
+    const s = this.session;
+    if (s !== null) {
+      header.writeUInt32BE(s.expCmdSN, 28);
+      header.writeUInt32BE(s.maxCmdSN, 32);
+    }
+    if (!this.writer.send(header, data) && !this.paused && !this.socket.destroyed) {
+      // Back-pressure: stop reading new commands until the initiator drains our responses.
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  reject(reason: RejectReason, offending: Buffer, why: string): void {
+    this.log.warn({ reason, opcode: OPCODE_NAMES[offending[0]! & 0x3f] ?? offending[0]! & 0x3f, why }, 'rejecting PDU');
+    const h = rejectHeader(reason);
+    this.send(h, Buffer.from(offending.subarray(0, 48)), true);
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.log.debug({ reason }, 'closing connection');
+    this.framer.stop();
+    this.socket.end();
+    // Give the final PDUs a moment to leave, then make sure the socket is gone.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+    this.onClose();
+  }
+
+  /** Abruptly drop the connection (session reinstatement, cold reset, fatal protocol error). */
+  destroy(reason: string): void {
+    this.log.info({ reason }, 'dropping connection');
+    this.socket.destroy();
+    this.onClose();
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.framer.stop();
+    if (this.loginTimer !== null) clearTimeout(this.loginTimer);
+    if (this.pingTimer !== null) clearTimeout(this.pingTimer);
+    this.ctx.connectionClosed(this);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private onFramingError(err: FramingError): void {
+    switch (err.kind) {
+      case 'header-digest':
+        // §7.8: at ERL 0 a header digest error ends the connection.
+        this.log.warn({ why: err.message }, 'header digest error; dropping connection');
+        this.destroy('header digest error');
+        return;
+      case 'data-digest':
+        this.reject(RejectReason.DataDigestError, err.bhs, err.message);
+        this.commands.failTransfer(err.bhs, 'data-digest');
+        return;
+      case 'oversize':
+        if (this.login !== null) {
+          this.log.warn({ why: err.message }, 'oversized PDU during login; dropping connection');
+          this.destroy('oversized login PDU');
+          return;
+        }
+        this.reject(RejectReason.ProtocolError, err.bhs, err.message);
+        this.commands.failTransfer(err.bhs, 'oversize');
+        return;
+    }
+  }
+
+  private onPdu(pdu: Pdu): void {
+    if (this.closed) return;
+    try {
+      if (this.login !== null) {
+        this.onLoginPdu(pdu);
+        return;
+      }
+      this.onFullFeaturePdu(pdu);
+    } catch (err) {
+      // A bug must cost one connection, not the server.
+      this.log.error({ err }, 'internal error handling PDU; dropping connection');
+      this.destroy('internal error');
+    }
+  }
+
+  // ── Login phase ──────────────────────────────────────────────────────────────────────
+
+  private onLoginPdu(pdu: Pdu): void {
+    if (this.loginQueue !== null) {
+      // A login step is still completing (session reinstatement waits for old tasks).
+      this.loginQueue.push(pdu);
+      return;
+    }
+    if (!this.statSNStarted) {
+      // §11.13.4: the first Login Response carries the connection's starting StatSN.
+      this.statSN = pdu.expStatSN;
+      this.statSNStarted = true;
+    }
+    this.loginQueue = [];
+    void this.login!.handle(pdu).then((reply) => {
+      if (this.closed) return;
+      reply.header.writeUInt32BE(reply.expCmdSN, 28);
+      reply.header.writeUInt32BE(reply.maxCmdSN, 32);
+      const done = reply.done;
+      const queued = this.loginQueue ?? [];
+      this.loginQueue = null;
+      if (done === undefined) {
+        this.send(reply.header, reply.data, true);
+        for (const p of queued) this.onPdu(p);
+        return;
+      }
+      if (!done.ok) {
+        this.send(reply.header, reply.data, true);
+        const [cls, detail] = done.failure.status;
+        this.log.warn(
+          { ...this.login!.who, status: `0x${((cls << 8) | detail).toString(16).padStart(4, '0')}`, why: done.failure.message },
+          'login refused',
+        );
+        this.close('login refused');
+        return;
+      }
+      // Digests start with the first PDU after the final Login Response (§13.1).
+      this.send(reply.header, reply.data, true);
+      this.enterFullFeature();
+      for (const p of queued) this.onPdu(p);
+    });
+  }
+
+  private enterFullFeature(): void {
+    const session = this.session!;
+    const p = session.params;
+    this.login = null;
+    if (this.loginTimer !== null) clearTimeout(this.loginTimer);
+    this.loginTimer = null;
+    this.framer.headerDigest = p.headerDigest;
+    this.framer.dataDigest = p.dataDigest;
+    this.framer.maxDataSegmentLength = p.targetMaxRecvDataSegmentLength;
+    this.writer.headerDigest = p.headerDigest;
+    this.writer.dataDigest = p.dataDigest;
+    this.ctx.loginCompleted(this);
+    this.schedulePing();
+  }
+
+  // ── Full feature phase ───────────────────────────────────────────────────────────────
+
+  private onFullFeaturePdu(pdu: Pdu): void {
+    const session = this.session!;
+    switch (pdu.opcode) {
+      case Opcode.DataOut:
+        this.commands.onDataOut(pdu);
+        return;
+      case Opcode.ScsiCommand:
+      case Opcode.NopOut:
+      case Opcode.TaskMgmtRequest:
+      case Opcode.TextRequest:
+      case Opcode.LogoutRequest:
+        break;
+      case Opcode.SnackRequest:
+        // §11.16: SNACK needs ErrorRecoveryLevel > 0; we negotiate 0.
+        this.reject(RejectReason.ProtocolError, pdu.bhs, 'SNACK at ErrorRecoveryLevel 0');
+        return;
+      case Opcode.LoginRequest:
+        this.reject(RejectReason.ProtocolError, pdu.bhs, 'Login Request in full feature phase');
+        return;
+      default:
+        this.reject(RejectReason.CommandNotSupported, pdu.bhs, `opcode 0x${pdu.opcode.toString(16)}`);
+        return;
+    }
+    if (this.loggingOut) {
+      this.reject(RejectReason.WaitingForLogout, pdu.bhs, 'logout in progress');
+      return;
+    }
+    // §4.2.2.1: immediate PDUs are delivered at once; others in CmdSN order, within the window.
+    if (pdu.immediate) {
+      this.dispatch(pdu);
+      return;
+    }
+    switch (session.classifyCmdSN(pdu.cmdSN)) {
+      case 'now':
+        session.advanceCmdSN(pdu.opcode === Opcode.ScsiCommand);
+        this.dispatch(pdu);
+        this.drainAhead();
+        return;
+      case 'ahead':
+        if (!this.ahead.has(pdu.cmdSN)) this.ahead.set(pdu.cmdSN, pdu);
+        return;
+      case 'outside':
+        // Silently ignored (§4.2.2.1), but worth a debug line.
+        this.log.debug({ cmdSN: pdu.cmdSN, expCmdSN: session.expCmdSN, maxCmdSN: session.maxCmdSN }, 'CmdSN outside window; ignored');
+        return;
+    }
+  }
+
+  private drainAhead(): void {
+    const session = this.session!;
+    while (this.ahead.size > 0) {
+      const next = this.ahead.get(session.expCmdSN);
+      if (next === undefined) return;
+      this.ahead.delete(session.expCmdSN);
+      session.advanceCmdSN(next.opcode === Opcode.ScsiCommand);
+      this.dispatch(next);
+    }
+  }
+
+  private dispatch(pdu: Pdu): void {
+    switch (pdu.opcode) {
+      case Opcode.ScsiCommand:
+        this.commands.onCommand(pdu);
+        return;
+      case Opcode.NopOut:
+        this.onNopOut(pdu);
+        return;
+      case Opcode.TaskMgmtRequest:
+        void handleTaskManagement(this, this.ctx, pdu);
+        return;
+      case Opcode.TextRequest:
+        this.text.onTextRequest(pdu);
+        return;
+      case Opcode.LogoutRequest:
+        void this.onLogout(pdu);
+        return;
+    }
+  }
+
+  /** §11.18 / §11.19. */
+  private onNopOut(pdu: Pdu): void {
+    if (pdu.itt === RESERVED_TAG) {
+      // Answer to our ping (TTT echoed) or a bare ExpStatSN update: no reply.
+      if (pdu.targetTransferTag !== RESERVED_TAG) this.pingSentAt = 0;
+      return;
+    }
+    if (pdu.targetTransferTag !== RESERVED_TAG) {
+      this.reject(RejectReason.InvalidPduField, pdu.bhs, 'NOP-Out with ITT and TTT both set');
+      return;
+    }
+    const h = nopInHeader(pdu.itt, RESERVED_TAG, pdu.lunField);
+    // The ping data is echoed back (§11.19.? "Ping Data").
+    this.send(h, pdu.data.length > 0 ? Buffer.from(pdu.data) : undefined, true);
+  }
+
+  /** Target-initiated NOP-In pings: a connection silent past the timeout is dead (§11.19). */
+  private schedulePing(): void {
+    const interval = this.settings.nopInInterval;
+    if (interval <= 0 || this.closed) return;
+    const tick = Math.min(interval, this.settings.nopInTimeout) * 500;
+    this.pingTimer = setTimeout(() => this.pingTick(), tick);
+    this.pingTimer.unref();
+  }
+
+  private pingTick(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    if (this.pingSentAt !== 0 && this.lastReceive < this.pingSentAt && now - this.pingSentAt >= this.settings.nopInTimeout * 1000) {
+      this.log.warn({ ...this.identity(), timeoutSeconds: this.settings.nopInTimeout }, 'no answer to NOP-In; dropping connection');
+      this.destroy('nop timeout');
+      return;
+    }
+    if (this.lastReceive >= this.pingSentAt) this.pingSentAt = 0;
+    if (this.pingSentAt === 0 && now - this.lastReceive >= this.settings.nopInInterval * 1000) {
+      this.pingSentAt = now;
+      const lun = Buffer.alloc(8);
+      this.send(nopInHeader(RESERVED_TAG, this.allocateTtt(), lun));
+    }
+    this.schedulePing();
+  }
+
+  /** §11.14 / §11.15: close the session or this connection once its tasks have finished. */
+  private async onLogout(pdu: Pdu): Promise<void> {
+    const session = this.session!;
+    const reason = pdu.logoutReason;
+    let response = 0;
+    if (reason === 2) response = 2; // connection recovery needs ERL 2
+    else if (reason === 1 && pdu.logoutCid !== this.ctx.cidOf(this)) response = 1;
+    else if (reason > 2) {
+      this.reject(RejectReason.InvalidPduField, pdu.bhs, `logout reason ${reason}`);
+      return;
+    }
+    if (response === 0) {
+      this.loggingOut = true;
+      await this.commands.drain();
+    }
+    const p = session.params;
+    this.send(logoutResponseHeader(pdu.itt, response, p.defaultTime2Wait, p.defaultTime2Retain), undefined, true);
+    if (response === 0) {
+      this.log.info({ ...this.identity(), reason: reason === 0 ? 'close session' : 'close connection' }, 'logout');
+      this.ctx.logoutCompleted(this);
+      this.close('logout');
+    }
+  }
+
+  visibleTargets(): ReturnType<ServerContext['visibleTargets']> {
+    return this.ctx.visibleTargets(this.session!.initiatorName);
+  }
+
+  targetAddresses(): string[] {
+    return this.ctx.targetAddresses(this);
+  }
+
+  identity(): Record<string, unknown> {
+    const s = this.session;
+    if (s === null) return { ...this.login?.who };
+    return { initiator: s.initiatorName, target: s.target?.iqn ?? 'discovery', isid: s.isid, tsih: s.tsih };
+  }
+}

@@ -1,0 +1,26 @@
+import type { Logger } from 'pino';
+import type { IscsiSettings } from '../config/types.js';
+import type { Connection } from './connection.js';
+import type { LoginOutcome } from './login.js';
+import type { Session } from './session.js';
+import type { TargetNode } from './target-node.js';
+
+/** What a connection needs from the server that owns it. */
+export interface ServerContext {
+  readonly log: Logger;
+  readonly settings: IscsiSettings;
+  findTarget(iqn: string): TargetNode | undefined;
+  /** Targets the initiator may log into, in configuration order (SendTargets filtering). */
+  visibleTargets(initiatorName: string): TargetNode[];
+  /** Create or reinstate the session for a completed login; resolves the TSIH. */
+  establish(conn: Connection, outcome: LoginOutcome): Promise<number>;
+  loginCompleted(conn: Connection): void;
+  logoutCompleted(conn: Connection): void;
+  connectionClosed(conn: Connection): void;
+  cidOf(conn: Connection): number;
+  /** Every live session on a target (task management across I_T nexuses). */
+  sessionsOf(target: TargetNode): Session[];
+  connectionOf(session: Session): Connection | undefined;
+  /** SendTargets: TargetAddress values for a target as seen from this connection. */
+  targetAddresses(conn: Connection): string[];
+}

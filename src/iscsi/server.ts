@@ -1,0 +1,279 @@
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { EffectiveConfig, IscsiSettings, PortalConfig, TargetDefinition } from '../config/types.js';
+import { FileBackend } from '../backend/file-backend.js';
+import { LogicalUnit } from '../scsi/logical-unit.js';
+import { ScsiDevice } from '../scsi/scsi-device.js';
+import { Connection } from './connection.js';
+import { LoginFailure, LoginStatus } from './login-status.js';
+import type { LoginOutcome } from './login.js';
+import { Session, SessionRegistry } from './session.js';
+import type { ServerContext } from './server-context.js';
+import { TargetNode } from './target-node.js';
+
+/**
+ * The iSCSI target server: opens (and locks) every LUN's backing file, listens on the
+ * configured portals and owns the live sessions.
+ */
+export class IscsiServer implements ServerContext {
+  readonly log: Logger;
+  private config: EffectiveConfig;
+  private readonly targets = new Map<string, TargetNode>();
+  private readonly listeners: net.Server[] = [];
+  private readonly connections = new Set<Connection>();
+  private readonly sessions = new SessionRegistry();
+  private readonly sessionConnection = new Map<Session, Connection>();
+  private readonly connectionCid = new Map<Connection, number>();
+  private loggingIn = 0;
+  private stopping = false;
+
+  constructor(config: EffectiveConfig, logger: Logger) {
+    this.config = config;
+    this.log = logger;
+  }
+
+  get settings(): IscsiSettings {
+    return this.config.iscsi;
+  }
+
+  /** Addresses actually bound, in portal order (useful with port 0). */
+  addresses(): net.AddressInfo[] {
+    return this.listeners.map((l) => l.address() as net.AddressInfo);
+  }
+
+  async start(): Promise<void> {
+    try {
+      for (const def of this.config.targets) this.targets.set(def.iqn.toLowerCase(), await this.openTarget(def));
+      for (const portal of this.config.portals) this.listeners.push(await this.listen(portal));
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private async openTarget(def: TargetDefinition): Promise<TargetNode> {
+    const units: LogicalUnit[] = [];
+    try {
+      for (const lun of def.luns) {
+        const backend = await FileBackend.open({
+          path: lun.path,
+          ...(lun.sizeBytes !== undefined ? { sizeBytes: lun.sizeBytes } : {}),
+          readOnly: lun.readOnly,
+          blockSize: lun.blockSize,
+        });
+        units.push(new LogicalUnit({
+          lun: lun.lun, backend, blockSize: lun.blockSize, readOnly: lun.readOnly, writeCache: lun.writeCache,
+          serial: lun.serial, naa: lun.naa, vendor: lun.vendor, product: lun.product, revision: lun.revision,
+          targetName: def.iqn,
+        }));
+        this.log.info(
+          { target: def.iqn, lun: lun.lun, path: lun.path, sizeBytes: backend.sizeBytes, readOnly: lun.readOnly, writeCache: lun.writeCache },
+          'LUN online',
+        );
+      }
+    } catch (err) {
+      await new ScsiDevice(units).close();
+      throw err;
+    }
+    return new TargetNode(def, new ScsiDevice(units));
+  }
+
+  private listen(portal: PortalConfig): Promise<net.Server> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, portal));
+      server.once('error', reject);
+      server.listen({ host: portal.host, port: portal.port, backlog: 511 }, () => {
+        server.off('error', reject);
+        server.on('error', (err) => this.log.error({ err }, 'listener error'));
+        const a = server.address() as net.AddressInfo;
+        this.log.info({ address: a.address, port: a.port, tpgt: portal.tpgt }, 'portal listening');
+        resolve(server);
+      });
+    });
+  }
+
+  private accept(socket: net.Socket, portal: PortalConfig): void {
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    if (this.loggingIn >= this.settings.maxPendingLogins) {
+      this.log.warn({ remote: socket.remoteAddress, limit: this.settings.maxPendingLogins }, 'too many connections in login; refusing connection');
+      socket.destroy();
+      return;
+    }
+    this.loggingIn++;
+    const conn = new Connection(socket, portal, this);
+    this.connections.add(conn);
+  }
+
+  findTarget(iqn: string): TargetNode | undefined {
+    return this.targets.get(iqn.toLowerCase());
+  }
+
+  visibleTargets(initiatorName: string): TargetNode[] {
+    return [...this.targets.values()].filter((t) => t.aclEntry(initiatorName) !== undefined);
+  }
+
+  async establish(conn: Connection, outcome: LoginOutcome): Promise<number> {
+    if (this.stopping) throw new LoginFailure(LoginStatus.ServiceUnavailable, 'server is shutting down');
+    if (outcome.requestedTsih !== 0) {
+      // Adding a connection to an existing session (§6.3.4): only connection reinstatement
+      // (same CID) is possible with MaxConnections=1.
+      const existing = this.sessions.get(outcome.requestedTsih);
+      if (existing === undefined || existing.isid !== outcome.isid || existing.target !== outcome.target
+          || existing.initiatorName.toLowerCase() !== outcome.initiatorName.toLowerCase()) {
+        throw new LoginFailure(LoginStatus.SessionDoesNotExist, `session TSIH ${outcome.requestedTsih} does not exist`);
+      }
+      const old = this.sessionConnection.get(existing);
+      if (old !== undefined && this.connectionCid.get(old) !== outcome.cid) {
+        throw new LoginFailure(LoginStatus.TooManyConnections, 'MaxConnections=1 and the session has a connection');
+      }
+    }
+    // §6.3.5 session reinstatement: a login with TSIH 0 from an initiator port that already has
+    // a session with this target ends the old session (its tasks first), then starts afresh.
+    const old = outcome.requestedTsih !== 0
+      ? this.sessions.get(outcome.requestedTsih)
+      : outcome.type === 'Normal' ? this.sessions.findByInitiatorPort(outcome.initiatorName, outcome.isid, outcome.target) : undefined;
+    if (old !== undefined) {
+      this.log.info({ initiator: old.initiatorName, isid: old.isid, tsih: old.tsih }, 'reinstating session');
+      await this.endSession(old, 'session reinstatement');
+    }
+    const tsih = this.sessions.allocateTsih();
+    const session = new Session(
+      tsih, outcome.type, outcome.initiatorName, outcome.isid, outcome.target, outcome.params,
+      outcome.acl?.readOnly ?? false, outcome.cmdSN, this.settings.cmdWindow, conn.portal.tpgt,
+    );
+    this.sessions.add(session);
+    this.sessionConnection.set(session, conn);
+    this.connectionCid.set(conn, outcome.cid);
+    conn.session = session;
+    return tsih;
+  }
+
+  private async endSession(session: Session, reason: string): Promise<void> {
+    if (session.closed) return;
+    session.closed = true;
+    this.sessions.remove(session);
+    const conn = this.sessionConnection.get(session);
+    this.sessionConnection.delete(session);
+    if (conn === undefined) return;
+    const tasks = [...session.tasks.values()];
+    conn.destroy(reason);
+    await conn.commands.abort(tasks, false);
+  }
+
+  loginCompleted(conn: Connection): void {
+    this.loggingIn--;
+    const s = conn.session!;
+    const p = s.params;
+    this.log.info({
+      conn: conn.id, initiator: s.initiatorName, target: s.target?.iqn ?? null, sessionType: s.type, isid: s.isid, tsih: s.tsih,
+      headerDigest: p.headerDigest, dataDigest: p.dataDigest, immediateData: p.immediateData, initialR2T: p.initialR2T,
+      maxRecvDataSegmentLength: p.initiatorMaxRecvDataSegmentLength, maxBurstLength: p.maxBurstLength, firstBurstLength: p.firstBurstLength,
+    }, 'login');
+  }
+
+  logoutCompleted(conn: Connection): void {
+    const s = conn.session;
+    if (s !== null) {
+      s.closed = true;
+      this.sessions.remove(s);
+      this.sessionConnection.delete(s);
+    }
+  }
+
+  connectionClosed(conn: Connection): void {
+    if (!this.connections.delete(conn)) return;
+    if (conn.inLogin) this.loggingIn--;
+    this.connectionCid.delete(conn);
+    const s = conn.session;
+    if (s !== null && this.sessionConnection.get(s) === conn) {
+      // ERL 0 with one connection per session: losing the connection ends the session (§6.? / §7.?).
+      this.log.info({ conn: conn.id, initiator: s.initiatorName, tsih: s.tsih }, 'connection lost; session ended');
+      s.closed = true;
+      this.sessions.remove(s);
+      this.sessionConnection.delete(s);
+      void conn.commands.abort([...s.tasks.values()], false);
+    }
+  }
+
+  cidOf(conn: Connection): number {
+    return this.connectionCid.get(conn) ?? 0;
+  }
+
+  sessionsOf(target: TargetNode): Session[] {
+    return [...this.sessions.all()].filter((s) => s.target === target);
+  }
+
+  connectionOf(session: Session): Connection | undefined {
+    return this.sessionConnection.get(session);
+  }
+
+  /**
+   * TargetAddress values (RFC 7143 §13.8 / Appendix C): every portal as "address:port,tpgt", using
+   * its `advertise` address when set, else the address this connection reached for wildcard
+   * portals; the portal the initiator used comes first.
+   */
+  targetAddresses(conn: Connection): string[] {
+    const local = conn.socket.localAddress ?? '127.0.0.1';
+    const ordered = [conn.portal, ...this.config.portals.filter((p) => p !== conn.portal)];
+    const seen = new Set<string>();
+    const out: string[] = [];
+    for (const p of ordered) {
+      let hostPort: string;
+      if (p.advertise !== undefined) hostPort = p.advertise;
+      else {
+        const wildcard = p.host === '0.0.0.0' || p.host === '::' || p.host === '';
+        const host = wildcard ? local.replace(/^::ffff:/, '') : p.host;
+        hostPort = `${host.includes(':') ? `[${host}]` : host}:${p.port}`;
+      }
+      const value = `${hostPort},${p.tpgt}`;
+      if (!seen.has(value)) {
+        seen.add(value);
+        out.push(value);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Apply a new configuration without dropping sessions: ACLs, aliases and iSCSI settings take
+   * effect for new logins. Changes to portals or LUNs need a restart and are reported.
+   */
+  reload(config: EffectiveConfig): string[] {
+    const needRestart: string[] = [];
+    if (JSON.stringify(config.portals) !== JSON.stringify(this.config.portals)) needRestart.push('portals');
+    for (const def of config.targets) {
+      const node = this.targets.get(def.iqn.toLowerCase());
+      if (node === undefined) { needRestart.push(`new target ${def.iqn}`); continue; }
+      if (JSON.stringify(def.luns) !== JSON.stringify(node.definition.luns)) { needRestart.push(`LUNs of ${def.iqn}`); continue; }
+      node.definition = def;
+    }
+    for (const iqn of this.targets.keys()) {
+      if (!config.targets.some((t) => t.iqn.toLowerCase() === iqn)) needRestart.push(`removed target ${iqn}`);
+    }
+    this.config = { ...config, portals: this.config.portals, targets: this.config.targets.map((t) => this.targets.get(t.iqn.toLowerCase())?.definition ?? t) };
+    return needRestart;
+  }
+
+  /** Stop accepting, let in-flight commands finish (bounded), flush and close every LUN. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.listeners.map((l) => new Promise<void>((r) => l.close(() => r()))));
+    this.listeners.length = 0;
+    const conns = [...this.connections];
+    const drained = Promise.all(conns.map((c) => c.commands.drain()));
+    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
+    if ((await Promise.race([drained, timeout])) === 'timeout') this.log.warn('in-flight commands still running at shutdown; closing anyway');
+    for (const c of conns) c.destroy('server stopping');
+    for (const t of this.targets.values()) {
+      try {
+        await t.device.close();
+      } catch (err) {
+        this.log.error({ err, target: t.iqn }, 'closing LUNs failed');
+      }
+    }
+    this.targets.clear();
+  }
+}

@@ -1,0 +1,90 @@
+import { RejectReason, RESERVED_TAG } from '../pdu/opcodes.js';
+import type { Pdu } from '../pdu/pdu.js';
+import { textResponseHeader } from '../pdu/target-pdus.js';
+import { decodeText, encodeText, TextFormatError, type TextPairs } from '../pdu/text.js';
+import type { Connection } from './connection.js';
+
+/**
+ * Text Request/Response in full feature phase (RFC 7143 §11.10–11.11): SendTargets
+ * (Appendix C) in discovery and normal sessions; other keys are answered NotUnderstood /
+ * Reject. Requests spanning several PDUs (C bit) are gathered; responses longer than the
+ * initiator's MaxRecvDataSegmentLength are split and continued on its empty Text Requests.
+ */
+export class TextExchange {
+  private requestParts: Buffer[] = [];
+  private pending: { itt: number; ttt: number; rest: Buffer } | null = null;
+
+  constructor(private readonly conn: Connection) {}
+
+  onTextRequest(pdu: Pdu): void {
+    const conn = this.conn;
+    const ttt = pdu.targetTransferTag;
+    if (ttt !== RESERVED_TAG) {
+      // Continuation of a long response we started.
+      if (this.pending === null || this.pending.ttt !== ttt || this.pending.itt !== pdu.itt) {
+        conn.reject(RejectReason.InvalidPduField, pdu.bhs, 'Text Request with unknown Target Transfer Tag');
+        return;
+      }
+      const { rest } = this.pending;
+      this.pending = null;
+      this.sendPart(pdu, rest);
+      return;
+    }
+    this.pending = null; // a new request abandons any unfinished response (§11.10.4)
+    this.requestParts.push(pdu.data);
+    if (pdu.textContinue) {
+      conn.send(textResponseHeader(pdu.itt, conn.allocateTtt(), false, false, pdu.lunField), undefined, true);
+      return;
+    }
+    const text = Buffer.concat(this.requestParts);
+    this.requestParts = [];
+    let pairs: TextPairs;
+    try {
+      pairs = decodeText(text);
+    } catch (err) {
+      conn.reject(RejectReason.ProtocolError, pdu.bhs, err instanceof TextFormatError ? err.message : String(err));
+      return;
+    }
+    const answer: TextPairs = [];
+    for (const [key, value] of pairs) {
+      if (key === 'SendTargets') answer.push(...this.sendTargets(value));
+      else answer.push([key, 'NotUnderstood']);
+    }
+    this.sendPart(pdu, encodeText(answer));
+  }
+
+  private sendPart(pdu: Pdu, payload: Buffer): void {
+    const conn = this.conn;
+    const max = conn.session!.params.initiatorMaxRecvDataSegmentLength;
+    if (payload.length <= max) {
+      conn.send(textResponseHeader(pdu.itt, RESERVED_TAG, true, false, pdu.lunField), payload, true);
+      return;
+    }
+    const ttt = conn.allocateTtt();
+    this.pending = { itt: pdu.itt, ttt, rest: payload.subarray(max) };
+    conn.send(textResponseHeader(pdu.itt, ttt, false, true, pdu.lunField), payload.subarray(0, max), true);
+  }
+
+  /** RFC 7143 Appendix C: "All" in discovery sessions, a target name, or empty (this session's target). */
+  private sendTargets(value: string): TextPairs {
+    const conn = this.conn;
+    const session = conn.session!;
+    const visible = conn.visibleTargets();
+    let chosen;
+    if (value === 'All') {
+      if (session.type !== 'Discovery') return [['SendTargets', 'Reject']];
+      chosen = visible;
+    } else if (value === '') {
+      chosen = session.target === null ? [] : visible.filter((t) => t === session.target);
+    } else {
+      chosen = visible.filter((t) => t.iqn === value.toLowerCase() || t.iqn === value);
+    }
+    const addresses = conn.targetAddresses();
+    const out: TextPairs = [];
+    for (const t of chosen) {
+      out.push(['TargetName', t.iqn]);
+      for (const a of addresses) out.push(['TargetAddress', a]);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,89 @@
+import type { LogicalUnit } from './logical-unit.js';
+import type { ScsiRequest, ScsiResponse } from './types.js';
+
+/** What a command handler may ask of the SCSI target device around its logical unit. */
+export interface DeviceContext {
+  /** LUNs of every logical unit in the target, ascending. */
+  lunNumbers(): readonly number[];
+}
+
+export type CommandHandler = (
+  lu: LogicalUnit,
+  req: ScsiRequest,
+  dev: DeviceContext,
+) => ScsiResponse | Promise<ScsiResponse>;
+
+/** One implemented command: dispatch entry and the source of REPORT SUPPORTED OPERATION CODES data. */
+export interface CommandDescriptor {
+  readonly name: string;
+  readonly opcode: number;
+  /** Service action (byte 1 bits 4-0) for opcodes that have service actions. */
+  readonly serviceAction?: number;
+  /**
+   * CDB USAGE DATA (SPC-4 §6.35.3): one byte per CDB byte; byte 0 is the opcode, the service
+   * action byte carries the service action, other bits are 1 where the device server uses the bit.
+   * Its length is the CDB length.
+   */
+  readonly usage: readonly number[];
+  readonly handler: CommandHandler;
+}
+
+/** Lookup result for an opcode that exists but whose service action is not implemented. */
+export const BAD_SERVICE_ACTION = 'bad-service-action' as const;
+
+/** Opcode (and service action) → handler. Built once; shared by every logical unit. */
+export class CommandTable {
+  private readonly byOpcode: (CommandDescriptor | undefined)[] = new Array(256).fill(undefined);
+  private readonly bySa: (Map<number, CommandDescriptor> | undefined)[] = new Array(256).fill(undefined);
+
+  constructor(descriptors: readonly CommandDescriptor[]) {
+    for (const d of descriptors) this.add(d);
+  }
+
+  private add(d: CommandDescriptor): void {
+    if (d.usage[0] !== d.opcode) throw new Error(`${d.name}: CDB usage byte 0 must be the opcode`);
+    if (d.serviceAction === undefined) {
+      if (this.byOpcode[d.opcode] || this.bySa[d.opcode]) throw new Error(`${d.name}: opcode registered twice`);
+      this.byOpcode[d.opcode] = d;
+      return;
+    }
+    if (this.byOpcode[d.opcode]) throw new Error(`${d.name}: opcode registered without service action`);
+    if ((d.usage[1]! & 0x1f) !== d.serviceAction) throw new Error(`${d.name}: usage byte 1 must hold the SA`);
+    let m = this.bySa[d.opcode];
+    if (!m) this.bySa[d.opcode] = m = new Map();
+    if (m.has(d.serviceAction)) throw new Error(`${d.name}: service action registered twice`);
+    m.set(d.serviceAction, d);
+  }
+
+  /** The command for a CDB; undefined for an unknown opcode; BAD_SERVICE_ACTION for a known opcode with an unknown SA. */
+  lookup(cdb: Buffer): CommandDescriptor | typeof BAD_SERVICE_ACTION | undefined {
+    const op = cdb[0];
+    if (op === undefined) return undefined;
+    const d = this.byOpcode[op];
+    if (d !== undefined) return d;
+    const m = this.bySa[op];
+    if (m === undefined) return undefined;
+    return m.get((cdb[1] ?? 0) & 0x1f) ?? BAD_SERVICE_ACTION;
+  }
+
+  hasServiceActions(opcode: number): boolean {
+    return this.bySa[opcode] !== undefined;
+  }
+
+  get(opcode: number, serviceAction?: number): CommandDescriptor | undefined {
+    if (serviceAction === undefined) return this.byOpcode[opcode];
+    return this.bySa[opcode]?.get(serviceAction);
+  }
+
+  /** Every command, by opcode then service action (the order RSOC reports). */
+  all(): CommandDescriptor[] {
+    const out: CommandDescriptor[] = [];
+    for (let op = 0; op < 256; op++) {
+      const d = this.byOpcode[op];
+      if (d) out.push(d);
+      const m = this.bySa[op];
+      if (m) out.push(...[...m.values()].sort((a, b) => a.serviceAction! - b.serviceAction!));
+    }
+    return out;
+  }
+}

@@ -1,0 +1,355 @@
+/**
+ * SBC-3 block commands: READ/WRITE(6/10/12/16), VERIFY(10/12/16), READ CAPACITY(10/16),
+ * SYNCHRONIZE CACHE(10/16), START STOP UNIT.
+ */
+import { Op, Sa, readU64, truncate, writeU64 } from './cdb.js';
+import type { CommandDescriptor } from './command-table.js';
+import type { LogicalUnit } from './logical-unit.js';
+import {
+  Asc,
+  SenseKey,
+  good,
+  invalidFieldInCdb,
+  lbaOutOfRange,
+  readError,
+  senseError,
+  writeError,
+  writeProtected,
+} from './sense.js';
+import { ScsiStatus, type ScsiRequest, type ScsiResponse } from './types.js';
+
+/**
+ * SBC-3 (READ/WRITE/VERIFY/SYNCHRONIZE CACHE): an LBA at or past the capacity, or a range running past the last block, is
+ * LOGICAL BLOCK ADDRESS OUT OF RANGE — also with a zero transfer length.
+ */
+function outOfRange(lu: LogicalUnit, lba: number, blocks: number): boolean {
+  return lba >= lu.blocks || blocks > lu.blocks - lba;
+}
+
+/**
+ * Transfer length above the Block Limits VPD MAXIMUM TRANSFER LENGTH: SBC-3 §6.5.3 requires
+ * INVALID FIELD IN CDB (callers point the SKSV field pointer at TRANSFER LENGTH).
+ */
+function tooLong(lu: LogicalUnit, blocks: number): boolean {
+  return blocks > lu.maxTransferBlocks;
+}
+
+/**
+ * The transport hands over min(EDTL, CDB transfer length) bytes. When the initiator's expected
+ * data transfer length was shorter than the CDB asked for (RFC 7143 §11.4.5 residual overflow),
+ * write/compare the whole blocks that did arrive and report GOOD (the transport reports the
+ * residual) — the behaviour libiscsi's residual tests expect. A trailing partial block cannot be
+ * written: ILLEGAL REQUEST / INVALID FIELD IN INFORMATION UNIT (0Eh/03h), which those tests also
+ * accept and LIO reports.
+ */
+const PARTIAL_BLOCK = -1;
+function usableBytes(data: Buffer | undefined, need: number, blockSize: number): number {
+  const have = data === undefined ? 0 : data.length;
+  if (have >= need) return need;
+  return have % blockSize === 0 ? have : PARTIAL_BLOCK;
+}
+
+function partialBlock(): ScsiResponse {
+  return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
+}
+
+// --- READ ----------------------------------------------------------------------------------
+
+function readBlocks(
+  lu: LogicalUnit,
+  req: ScsiRequest,
+  lba: number,
+  blocks: number,
+  lenByte: number,
+): ScsiResponse | Promise<ScsiResponse> {
+  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+  if (blocks === 0) return { status: ScsiStatus.Good }; // SBC-3: a zero transfer length is not an error
+  if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
+  let len = blocks * lu.blockSize;
+  // Bytes beyond the expected data transfer length would be dropped by the transport anyway.
+  if (req.dataInLength < len) len = req.dataInLength > 0 ? req.dataInLength : 0;
+  if (len === 0) return { status: ScsiStatus.Good };
+  return readInto(lu, Buffer.allocUnsafe(len), lba * lu.blockSize);
+}
+
+async function readInto(lu: LogicalUnit, buf: Buffer, offset: number): Promise<ScsiResponse> {
+  try {
+    await lu.backend.read(buf, offset);
+  } catch {
+    return readError();
+  }
+  return { status: ScsiStatus.Good, data: buf };
+}
+
+function read6(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  // SBC-3 READ(6): 21-bit LBA; TRANSFER LENGTH 0 means 256 blocks.
+  const lba = ((c[1]! & 0x1f) << 16) | c.readUInt16BE(2);
+  return readBlocks(lu, req, lba, c[4] === 0 ? 256 : c[4]!, 4);
+}
+
+function read10(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  // RDPROTECT ≠ 0 without protection information: INVALID FIELD IN CDB (SBC-3 READ(10)).
+  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
+  return readBlocks(lu, req, c.readUInt32BE(2), c.readUInt16BE(7), 7);
+}
+
+function read12(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
+  return readBlocks(lu, req, c.readUInt32BE(2), c.readUInt32BE(6), 6);
+}
+
+function read16(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
+  return readBlocks(lu, req, readU64(c, 2), c.readUInt32BE(10), 10);
+}
+
+// --- WRITE ---------------------------------------------------------------------------------
+
+function writeBlocks(
+  lu: LogicalUnit,
+  req: ScsiRequest,
+  lba: number,
+  blocks: number,
+  fua: boolean,
+  lenByte: number,
+): ScsiResponse | Promise<ScsiResponse> {
+  // SBC-3 write protection: DATA PROTECT / WRITE PROTECTED (LU or ACL read-only).
+  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
+  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+  if (blocks === 0) return { status: ScsiStatus.Good };
+  if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
+  const data = req.dataOut;
+  const n = usableBytes(data, blocks * lu.blockSize, lu.blockSize);
+  if (n === PARTIAL_BLOCK) return partialBlock();
+  if (n === 0) return { status: ScsiStatus.Good };
+  const buf = data!.length === n ? data! : data!.subarray(0, n);
+  // FUA (SBC-3 WRITE(10)): durable before status. With WCE = 0 every write is.
+  return writeFrom(lu, buf, lba * lu.blockSize, fua || !lu.writeCache);
+}
+
+async function writeFrom(lu: LogicalUnit, buf: Buffer, offset: number, durable: boolean): Promise<ScsiResponse> {
+  try {
+    await lu.backend.write(buf, offset, durable);
+  } catch (err) {
+    return writeError(err);
+  }
+  return { status: ScsiStatus.Good };
+}
+
+function write6(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  const lba = ((c[1]! & 0x1f) << 16) | c.readUInt16BE(2);
+  return writeBlocks(lu, req, lba, c[4] === 0 ? 256 : c[4]!, false, 4);
+}
+
+function write10(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  // WRPROTECT ≠ 0 without protection information: INVALID FIELD IN CDB (SBC-3 WRITE(10)).
+  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
+  return writeBlocks(lu, req, c.readUInt32BE(2), c.readUInt16BE(7), (c[1]! & 0x08) !== 0, 7);
+}
+
+function write12(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
+  return writeBlocks(lu, req, c.readUInt32BE(2), c.readUInt32BE(6), (c[1]! & 0x08) !== 0, 6);
+}
+
+function write16(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
+  return writeBlocks(lu, req, readU64(c, 2), c.readUInt32BE(10), (c[1]! & 0x08) !== 0, 10);
+}
+
+// --- VERIFY --------------------------------------------------------------------------------
+
+/** VERIFY(10/12/16), SBC-3. BYTCHK 00b: medium check only; 01b: compare; 11b: compare one block against each. */
+function verify(
+  lu: LogicalUnit,
+  req: ScsiRequest,
+  lba: number,
+  blocks: number,
+  lenByte: number,
+): ScsiResponse | Promise<ScsiResponse> {
+  const b1 = req.cdb[1]!;
+  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // VRPROTECT
+  const bytchk = (b1 >> 1) & 0x03;
+  if (bytchk === 2) return invalidFieldInCdb(1, 2);
+  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+  if (blocks === 0) return good();
+  // BYTCHK 0: the range is addressable and the file has no media to scan; GOOD.
+  if (bytchk === 0) return good();
+  if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
+  const bs = lu.blockSize;
+  const data = req.dataOut;
+  let expected: Buffer;
+  let compareBlocks: number;
+  if (bytchk === 1) {
+    const n = usableBytes(data, blocks * bs, bs);
+    if (n === PARTIAL_BLOCK) return partialBlock();
+    if (n === 0) return good();
+    expected = data!.subarray(0, n);
+    compareBlocks = n / bs;
+  } else {
+    if (!data || data.length < bs) return partialBlock();
+    expected = data.subarray(0, bs);
+    compareBlocks = blocks;
+  }
+  return compare(lu, lba, compareBlocks, expected);
+}
+
+async function compare(lu: LogicalUnit, lba: number, blocks: number, expected: Buffer): Promise<ScsiResponse> {
+  const bs = lu.blockSize;
+  const medium = Buffer.allocUnsafe(blocks * bs);
+  try {
+    await lu.backend.read(medium, lba * bs);
+  } catch {
+    return readError();
+  }
+  const step = expected.length;
+  for (let o = 0; o < medium.length; o += step) {
+    const chunk = medium.subarray(o, o + step);
+    if (!chunk.equals(expected)) {
+      let i = 0;
+      while (chunk[i] === expected[i]) i++;
+      // SBC-3 VERIFY(10): MISCOMPARE / MISCOMPARE DURING VERIFY OPERATION, INFORMATION = offset of
+      // the first byte that differs.
+      return senseError(SenseKey.MISCOMPARE, Asc.MISCOMPARE_DURING_VERIFY, { info: o + i });
+    }
+  }
+  return good();
+}
+
+function verify10(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  return verify(lu, req, c.readUInt32BE(2), c.readUInt16BE(7), 7);
+}
+function verify12(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  return verify(lu, req, c.readUInt32BE(2), c.readUInt32BE(6), 6);
+}
+function verify16(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const c = req.cdb;
+  return verify(lu, req, readU64(c, 2), c.readUInt32BE(10), 10);
+}
+
+// --- capacity, cache, start/stop -------------------------------------------------------------
+
+/**
+ * READ CAPACITY(10), SBC-3: last LBA, or FFFFFFFFh when it does not fit (the initiator then
+ * uses READ CAPACITY(16)). The PMI bit and LBA field are obsolete in SBC-3 and ignored.
+ */
+function readCapacity10(lu: LogicalUnit): ScsiResponse {
+  const b = Buffer.alloc(8);
+  const last = lu.blocks - 1;
+  b.writeUInt32BE(last >= 0xffffffff ? 0xffffffff : last, 0);
+  b.writeUInt32BE(lu.blockSize, 4);
+  return good(b);
+}
+
+/** READ CAPACITY(16), SBC-3: 32 bytes, truncated to the ALLOCATION LENGTH. */
+function readCapacity16(lu: LogicalUnit, req: ScsiRequest): ScsiResponse {
+  const b = Buffer.alloc(32);
+  writeU64(b, lu.blocks - 1, 0);
+  b.writeUInt32BE(lu.blockSize, 8);
+  // [12] P_TYPE/PROT_EN 0; [13] P_I_EXPONENT 0, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0;
+  // [14..15] LBPME 0, LBPRZ 0, LOWEST ALIGNED LBA 0.
+  return good(truncate(b, req.cdb.readUInt32BE(10)));
+}
+
+/**
+ * SYNCHRONIZE CACHE(10/16), SBC-3. NUMBER OF LOGICAL BLOCKS 0 = through the last
+ * block. The whole file is flushed (fdatasync has no range). IMMED is accepted but status is
+ * still returned after the flush, so a failure is never hidden behind an early GOOD.
+ */
+async function syncCache(lu: LogicalUnit, lba: number, blocks: number): Promise<ScsiResponse> {
+  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+  try {
+    await lu.backend.flush();
+  } catch (err) {
+    return writeError(err);
+  }
+  return good();
+}
+
+function syncCache10(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
+  const c = req.cdb;
+  return syncCache(lu, c.readUInt32BE(2), c.readUInt16BE(7));
+}
+function syncCache16(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
+  const c = req.cdb;
+  return syncCache(lu, readU64(c, 2), c.readUInt32BE(10));
+}
+
+/**
+ * START STOP UNIT, SBC-3: there is no spindle or medium to move, so every power condition
+ * and START/LOEJ combination succeeds. A stop (START = 0, POWER CONDITION 0) without NO_FLUSH
+ * writes the cache to the medium first, as the clause requires.
+ */
+async function startStopUnit(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
+  const b4 = req.cdb[4]!;
+  const stop = (b4 & 0xf0) === 0 && (b4 & 0x01) === 0 && (b4 & 0x04) === 0;
+  if (stop) {
+    try {
+      await lu.backend.flush();
+    } catch (err) {
+      return writeError(err);
+    }
+  }
+  return good();
+}
+
+// --- table ---------------------------------------------------------------------------------
+
+const CTL = 0x04; // CONTROL byte: NACA is examined (and rejected)
+const L4 = [0xff, 0xff, 0xff, 0xff];
+const L8 = [...L4, ...L4];
+
+export const SBC_COMMANDS: readonly CommandDescriptor[] = [
+  { name: 'READ(6)', opcode: Op.READ_6, usage: [Op.READ_6, 0x1f, 0xff, 0xff, 0xff, CTL], handler: read6 },
+  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [Op.WRITE_6, 0x1f, 0xff, 0xff, 0xff, CTL], handler: write6 },
+  {
+    name: 'START STOP UNIT',
+    opcode: Op.START_STOP_UNIT,
+    usage: [Op.START_STOP_UNIT, 0x01, 0x00, 0x0f, 0xf7, CTL],
+    handler: startStopUnit,
+  },
+  {
+    name: 'READ CAPACITY(10)',
+    opcode: Op.READ_CAPACITY_10,
+    usage: [Op.READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, CTL],
+    handler: readCapacity10,
+  },
+  { name: 'READ(10)', opcode: Op.READ_10, usage: [Op.READ_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], handler: read10 },
+  { name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [Op.WRITE_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], handler: write10 },
+  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [Op.VERIFY_10, 0xf6, ...L4, 0, 0xff, 0xff, CTL], handler: verify10 },
+  {
+    name: 'SYNCHRONIZE CACHE(10)',
+    opcode: Op.SYNCHRONIZE_CACHE_10,
+    usage: [Op.SYNCHRONIZE_CACHE_10, 0x02, ...L4, 0, 0xff, 0xff, CTL],
+    handler: syncCache10,
+  },
+  { name: 'READ(16)', opcode: Op.READ_16, usage: [Op.READ_16, 0xfa, ...L8, ...L4, 0, CTL], handler: read16 },
+  { name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [Op.WRITE_16, 0xfa, ...L8, ...L4, 0, CTL], handler: write16 },
+  { name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [Op.VERIFY_16, 0xf6, ...L8, ...L4, 0, CTL], handler: verify16 },
+  {
+    name: 'SYNCHRONIZE CACHE(16)',
+    opcode: Op.SYNCHRONIZE_CACHE_16,
+    usage: [Op.SYNCHRONIZE_CACHE_16, 0x02, ...L8, ...L4, 0, CTL],
+    handler: syncCache16,
+  },
+  {
+    name: 'READ CAPACITY(16)',
+    opcode: Op.SERVICE_ACTION_IN_16,
+    serviceAction: Sa.READ_CAPACITY_16,
+    usage: [Op.SERVICE_ACTION_IN_16, Sa.READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    handler: readCapacity16,
+  },
+  { name: 'READ(12)', opcode: Op.READ_12, usage: [Op.READ_12, 0xfa, ...L4, ...L4, 0, CTL], handler: read12 },
+  { name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [Op.WRITE_12, 0xfa, ...L4, ...L4, 0, CTL], handler: write12 },
+  { name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [Op.VERIFY_12, 0xf6, ...L4, ...L4, 0, CTL], handler: verify12 },
+];

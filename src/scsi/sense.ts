@@ -1,0 +1,183 @@
+import { ScsiStatus, type ScsiResponse } from './types.js';
+
+/** SPC-4 §4.5.6 sense keys. */
+export const SenseKey = {
+  NO_SENSE: 0x00,
+  RECOVERED_ERROR: 0x01,
+  NOT_READY: 0x02,
+  MEDIUM_ERROR: 0x03,
+  HARDWARE_ERROR: 0x04,
+  ILLEGAL_REQUEST: 0x05,
+  UNIT_ATTENTION: 0x06,
+  DATA_PROTECT: 0x07,
+  ABORTED_COMMAND: 0x0b,
+  MISCOMPARE: 0x0e,
+} as const;
+
+/** SPC-4 §4.5.6 Table 28 additional sense codes, as (ASC << 8) | ASCQ. */
+export const Asc = {
+  NO_ADDITIONAL_SENSE: 0x0000,
+  WRITE_ERROR: 0x0c00,
+  INVALID_FIELD_IN_INFORMATION_UNIT: 0x0e03,
+  UNRECOVERED_READ_ERROR: 0x1100,
+  PARAMETER_LIST_LENGTH_ERROR: 0x1a00,
+  MISCOMPARE_DURING_VERIFY: 0x1d00,
+  INVALID_COMMAND_OPERATION_CODE: 0x2000,
+  LBA_OUT_OF_RANGE: 0x2100,
+  INVALID_FIELD_IN_CDB: 0x2400,
+  LOGICAL_UNIT_NOT_SUPPORTED: 0x2500,
+  INVALID_FIELD_IN_PARAMETER_LIST: 0x2600,
+  WRITE_PROTECTED: 0x2700,
+  SPACE_ALLOCATION_FAILED_WRITE_PROTECT: 0x2707,
+  POWER_ON_RESET_OR_BUS_DEVICE_RESET: 0x2900,
+  POWER_ON_OCCURRED: 0x2901,
+  BUS_DEVICE_RESET_FUNCTION_OCCURRED: 0x2903,
+  MODE_PARAMETERS_CHANGED: 0x2a01,
+  COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: 0x2f00,
+  SAVING_PARAMETERS_NOT_SUPPORTED: 0x3900,
+  INTERNAL_TARGET_FAILURE: 0x4400,
+} as const;
+
+/** Sense-key specific field pointer (SPC-4 §4.5.2.4.2). */
+export interface FieldPointer {
+  /** true: the error is in the CDB; false: in the parameter list (Data-Out). */
+  cd: boolean;
+  byte: number;
+  /** Bit within the byte (0-7); omitted = BPV 0. */
+  bit?: number;
+}
+
+export interface SenseOptions {
+  /** INFORMATION field (sets VALID). Fixed format holds 32 bits. */
+  info?: number;
+  field?: FieldPointer;
+}
+
+export const FIXED_SENSE_LENGTH = 18;
+
+/** Fixed-format sense data, SPC-4 §4.5.3: response code 70h, additional length 10. */
+export function fixedSense(key: number, asc: number, ascq: number, opts?: SenseOptions): Buffer {
+  const b = Buffer.alloc(FIXED_SENSE_LENGTH);
+  b[0] = 0x70;
+  b[2] = key & 0x0f;
+  b[7] = 10;
+  b[12] = asc;
+  b[13] = ascq;
+  if (opts) {
+    if (opts.info !== undefined && opts.info >= 0 && opts.info <= 0xffffffff) {
+      b[0] |= 0x80; // VALID
+      b.writeUInt32BE(opts.info, 3);
+    }
+    const f = opts.field;
+    if (f) {
+      // SKSV | C/D | BPV | bit pointer, then the field pointer.
+      b[15] = 0x80 | (f.cd ? 0x40 : 0) | (f.bit !== undefined ? 0x08 | (f.bit & 7) : 0);
+      b.writeUInt16BE(f.byte & 0xffff, 16);
+    }
+  }
+  return b;
+}
+
+/**
+ * Re-express fixed sense as descriptor-format sense (SPC-4 §4.5.2): response code 72h with an
+ * information descriptor (§4.5.2.2) and a sense-key specific descriptor (§4.5.2.3) when present.
+ */
+export function fixedToDescriptorSense(fixed: Buffer): Buffer {
+  const hasInfo = (fixed[0]! & 0x80) !== 0;
+  const hasSks = (fixed[15]! & 0x80) !== 0;
+  const len = 8 + (hasInfo ? 12 : 0) + (hasSks ? 8 : 0);
+  const b = Buffer.alloc(len);
+  b[0] = 0x72;
+  b[1] = fixed[2]! & 0x0f;
+  b[2] = fixed[12]!;
+  b[3] = fixed[13]!;
+  b[7] = len - 8;
+  let o = 8;
+  if (hasInfo) {
+    b[o] = 0x00; // information descriptor
+    b[o + 1] = 0x0a;
+    b[o + 2] = 0x80; // VALID
+    b.writeUInt32BE(fixed.readUInt32BE(3), o + 8); // 8-byte INFORMATION, upper half zero
+    o += 12;
+  }
+  if (hasSks) {
+    b[o] = 0x02; // sense key specific descriptor
+    b[o + 1] = 0x06;
+    fixed.copy(b, o + 4, 15, 18);
+  }
+  return b;
+}
+
+export function checkCondition(key: number, asc: number, ascq: number, opts?: SenseOptions): ScsiResponse {
+  return { status: ScsiStatus.CheckCondition, sense: fixedSense(key, asc, ascq, opts) };
+}
+
+/** CHECK CONDITION with an Asc constant (ASC << 8 | ASCQ). */
+export function senseError(key: number, ascAscq: number, opts?: SenseOptions): ScsiResponse {
+  return checkCondition(key, ascAscq >> 8, ascAscq & 0xff, opts);
+}
+
+export function good(data?: Buffer): ScsiResponse {
+  return data === undefined ? { status: ScsiStatus.Good } : { status: ScsiStatus.Good, data };
+}
+
+// --- the common failures -------------------------------------------------------------------
+
+/** ILLEGAL REQUEST / INVALID FIELD IN CDB with the SKSV field pointer (SPC-4 §4.5.2.4.2). */
+export function invalidFieldInCdb(byte: number, bit?: number): ScsiResponse {
+  return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB, {
+    field: bit === undefined ? { cd: true, byte } : { cd: true, byte, bit },
+  });
+}
+
+/** ILLEGAL REQUEST / INVALID FIELD IN PARAMETER LIST, pointing into the Data-Out buffer. */
+export function invalidFieldInParameterList(byte: number, bit?: number): ScsiResponse {
+  return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_PARAMETER_LIST, {
+    field: bit === undefined ? { cd: false, byte } : { cd: false, byte, bit },
+  });
+}
+
+export function parameterListLengthError(): ScsiResponse {
+  return senseError(SenseKey.ILLEGAL_REQUEST, Asc.PARAMETER_LIST_LENGTH_ERROR);
+}
+
+export function invalidOpcode(): ScsiResponse {
+  return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_COMMAND_OPERATION_CODE, { field: { cd: true, byte: 0 } });
+}
+
+export function lbaOutOfRange(): ScsiResponse {
+  return senseError(SenseKey.ILLEGAL_REQUEST, Asc.LBA_OUT_OF_RANGE);
+}
+
+export function logicalUnitNotSupported(): ScsiResponse {
+  return senseError(SenseKey.ILLEGAL_REQUEST, Asc.LOGICAL_UNIT_NOT_SUPPORTED);
+}
+
+export function writeProtected(): ScsiResponse {
+  return senseError(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED);
+}
+
+export function internalTargetFailure(): ScsiResponse {
+  return senseError(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE);
+}
+
+/** Backend read failure: MEDIUM ERROR / UNRECOVERED READ ERROR (SBC-3 §4.13 / SPC-4 Table 28). */
+export function readError(): ScsiResponse {
+  return senseError(SenseKey.MEDIUM_ERROR, Asc.UNRECOVERED_READ_ERROR);
+}
+
+/**
+ * Backend write or flush failure. Out of space (ENOSPC/EDQUOT — thin-provisioned or quota-limited
+ * volume) maps to DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT, the sense SBC-3 §4.7.3
+ * (logical block provisioning, resource exhaustion) specifies for a write that cannot get backing
+ * storage — what LIO reports too. Anything else (EIO, a failed fdatasync) is MEDIUM ERROR /
+ * WRITE ERROR: the data did not reach the medium (SPC-4 §4.5.6: MEDIUM ERROR covers flaws in the
+ * medium or recorded data); never GOOD.
+ */
+export function writeError(err: unknown): ScsiResponse {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return senseError(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);
+  }
+  return senseError(SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR);
+}

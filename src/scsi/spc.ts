@@ -1,0 +1,252 @@
+/**
+ * SPC-4 primary commands: TEST UNIT READY, REQUEST SENSE, INQUIRY, MODE SENSE/SELECT(6/10),
+ * REPORT LUNS, REPORT SUPPORTED OPERATION CODES, REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS.
+ */
+import { Op, Sa, truncate } from './cdb.js';
+import type { CommandDescriptor, CommandTable, DeviceContext } from './command-table.js';
+import type { LogicalUnit } from './logical-unit.js';
+import { encodeLun } from './lun-address.js';
+import { modeSelect, modeSense } from './mode-pages.js';
+import {
+  Asc,
+  SenseKey,
+  fixedSense,
+  fixedToDescriptorSense,
+  good,
+  invalidFieldInCdb,
+  logicalUnitNotSupported,
+} from './sense.js';
+import type { ScsiRequest, ScsiResponse } from './types.js';
+import { PQ_NOT_CONNECTED_UNKNOWN, standardInquiry, vpdPage, type InquiryIdentity } from './vpd.js';
+
+function testUnitReady(): ScsiResponse {
+  return good();
+}
+
+/**
+ * INQUIRY, SPC-4 §6.6. EVPD = 0 with a nonzero PAGE CODE, an unsupported VPD page, or the
+ * obsolete CMDDT bit → INVALID FIELD IN CDB.
+ */
+export function inquiry(id: InquiryIdentity, req: ScsiRequest): ScsiResponse {
+  const c = req.cdb;
+  const alloc = c.readUInt16BE(3);
+  if (c[1]! & 0x02) return invalidFieldInCdb(1, 1);
+  if ((c[1]! & 0x01) === 0) {
+    if (c[2] !== 0) return invalidFieldInCdb(2);
+    return good(truncate(standardInquiry(id), alloc));
+  }
+  const page = vpdPage(id, c[2]!);
+  if (!page) return invalidFieldInCdb(2);
+  return good(truncate(page, alloc));
+}
+
+/**
+ * INQUIRY to a LUN without a logical unit: standard data with PERIPHERAL QUALIFIER 011b and
+ * DEVICE TYPE 1Fh (SPC-4 §6.6.2); VPD pages → ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED.
+ */
+export function inquiryNoLun(req: ScsiRequest, vendor: Pick<InquiryIdentity, 'vendor' | 'product' | 'revision'>): ScsiResponse {
+  const c = req.cdb;
+  if (c[1]! & 0x02) return invalidFieldInCdb(1, 1);
+  if (c[1]! & 0x01) return logicalUnitNotSupported();
+  if (c[2] !== 0) return invalidFieldInCdb(2);
+  return good(truncate(standardInquiry(vendor, PQ_NOT_CONNECTED_UNKNOWN), c.readUInt16BE(3)));
+}
+
+/**
+ * REQUEST SENSE, SPC-4 §6.39: returns (and clears) the oldest pending unit attention, else NO SENSE.
+ * DESC = 1 is honoured: SPC-4 lets the device server return descriptor format here even though
+ * CHECK CONDITION sense stays fixed format (D_SENSE = 0 in the Control mode page).
+ */
+function requestSense(lu: LogicalUnit, req: ScsiRequest): ScsiResponse {
+  const code = lu.unitAttentions.take(req.nexus.id);
+  const sense =
+    code === undefined
+      ? fixedSense(SenseKey.NO_SENSE, 0, 0)
+      : fixedSense(SenseKey.UNIT_ATTENTION, code >> 8, code & 0xff);
+  return senseData(req, sense);
+}
+
+/** REQUEST SENSE addressed to a LUN without a logical unit: parameter data LOGICAL UNIT NOT SUPPORTED (SPC-4 §6.39). */
+export function requestSenseNoLun(req: ScsiRequest): ScsiResponse {
+  const a = Asc.LOGICAL_UNIT_NOT_SUPPORTED;
+  return senseData(req, fixedSense(SenseKey.ILLEGAL_REQUEST, a >> 8, a & 0xff));
+}
+
+function senseData(req: ScsiRequest, fixed: Buffer): ScsiResponse {
+  const c = req.cdb;
+  const data = c[1]! & 0x01 ? fixedToDescriptorSense(fixed) : fixed;
+  return good(truncate(data, c[4]!));
+}
+
+/**
+ * REPORT LUNS, SPC-4 §6.33. SELECT REPORT 00h and 02h list every logical unit, 01h the well-known
+ * ones (none here); anything else, or an ALLOCATION LENGTH below 16, is INVALID FIELD IN CDB.
+ */
+export function reportLuns(req: ScsiRequest, luns: readonly number[]): ScsiResponse {
+  const c = req.cdb;
+  const alloc = c.readUInt32BE(6);
+  if (alloc < 16) return invalidFieldInCdb(6);
+  let list: readonly number[];
+  switch (c[2]) {
+    case 0x00:
+    case 0x02:
+      list = luns;
+      break;
+    case 0x01:
+      list = [];
+      break;
+    default:
+      return invalidFieldInCdb(2);
+  }
+  const out = Buffer.alloc(8 + 8 * list.length);
+  out.writeUInt32BE(8 * list.length, 0);
+  for (let i = 0; i < list.length; i++) encodeLun(list[i]!, out, 8 + 8 * i);
+  return good(truncate(out, alloc));
+}
+
+// --- REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35) -----------------------------------------
+
+/** Command timeouts descriptor (SPC-4 §6.35.4): length 0Ah, timeouts 0 = not specified. */
+const TIMEOUTS_DESCRIPTOR_LENGTH = 12;
+
+function writeTimeouts(b: Buffer, o: number): void {
+  b.writeUInt16BE(0x0a, o);
+}
+
+/** Answer REPORT SUPPORTED OPERATION CODES from the dispatch table itself. */
+export function reportSupportedOpcodes(table: CommandTable, req: ScsiRequest): ScsiResponse {
+  const c = req.cdb;
+  const rctd = (c[2]! & 0x80) !== 0;
+  const options = c[2]! & 0x07;
+  const reqOp = c[3]!;
+  const reqSa = c.readUInt16BE(4);
+  const alloc = c.readUInt32BE(6);
+
+  if (options === 0) {
+    const all = table.all();
+    const dlen = 8 + (rctd ? TIMEOUTS_DESCRIPTOR_LENGTH : 0);
+    const out = Buffer.alloc(4 + all.length * dlen);
+    out.writeUInt32BE(all.length * dlen, 0);
+    for (let i = 0; i < all.length; i++) {
+      const d = all[i]!;
+      const o = 4 + i * dlen;
+      out[o] = d.opcode;
+      if (d.serviceAction !== undefined) out.writeUInt16BE(d.serviceAction, o + 2);
+      out[o + 5] = (rctd ? 0x02 : 0) | (d.serviceAction !== undefined ? 0x01 : 0); // CTDP, SERVACTV
+      out.writeUInt16BE(d.usage.length, o + 6);
+      if (rctd) writeTimeouts(out, o + 8);
+    }
+    return good(truncate(out, alloc));
+  }
+
+  let d: CommandDescriptor | undefined;
+  const hasSa = table.hasServiceActions(reqOp);
+  switch (options) {
+    case 1: // by opcode; the opcode must not have service actions
+      if (hasSa) return invalidFieldInCdb(2, 2);
+      d = table.get(reqOp);
+      break;
+    case 2: // by opcode + service action; the opcode must have service actions
+      if (!hasSa) {
+        if (table.get(reqOp)) return invalidFieldInCdb(2, 2);
+        break; // unknown opcode: not supported
+      }
+      d = reqSa <= 0x1f ? table.get(reqOp, reqSa) : undefined;
+      break;
+    case 3: // either (SPC-4 r36+)
+      d = hasSa ? (reqSa <= 0x1f ? table.get(reqOp, reqSa) : undefined) : table.get(reqOp);
+      break;
+    default:
+      return invalidFieldInCdb(2, 2);
+  }
+  if (!d) {
+    const out = Buffer.alloc(4);
+    out[1] = 0x01; // SUPPORT 001b: not supported
+    return good(truncate(out, alloc));
+  }
+  const n = d.usage.length;
+  const out = Buffer.alloc(4 + n + (rctd ? TIMEOUTS_DESCRIPTOR_LENGTH : 0));
+  out[1] = (rctd ? 0x80 : 0) | 0x03; // CTDP, SUPPORT 011b: supported as the standard defines
+  out.writeUInt16BE(n, 2);
+  for (let i = 0; i < n; i++) out[4 + i] = d.usage[i]!;
+  if (rctd) writeTimeouts(out, 4 + n);
+  return good(truncate(out, alloc));
+}
+
+/**
+ * REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS, SPC-4 §6.36: ABORT TASK, ABORT TASK SET,
+ * CLEAR TASK SET, LOGICAL UNIT RESET, TARGET RESET (iSCSI TARGET WARM/COLD RESET).
+ */
+function reportSupportedTmfs(_lu: LogicalUnit, req: ScsiRequest): ScsiResponse {
+  const c = req.cdb;
+  const repd = (c[2]! & 0x80) !== 0;
+  const out = Buffer.alloc(repd ? 16 : 4);
+  out[0] = 0x80 | 0x40 | 0x10 | 0x08 | 0x02; // ATS, ATSS, CTSS, LURS, TRS
+  if (repd) out[3] = 0x0c; // ADDITIONAL DATA LENGTH
+  return good(truncate(out, c.readUInt32BE(6)));
+}
+
+// --- table ---------------------------------------------------------------------------------
+
+const CTL = 0x04; // CONTROL byte: NACA is examined (and rejected)
+const L4 = [0xff, 0xff, 0xff, 0xff];
+
+export const SPC_COMMANDS: readonly CommandDescriptor[] = [
+  { name: 'TEST UNIT READY', opcode: Op.TEST_UNIT_READY, usage: [Op.TEST_UNIT_READY, 0, 0, 0, 0, CTL], handler: testUnitReady },
+  {
+    name: 'REQUEST SENSE',
+    opcode: Op.REQUEST_SENSE,
+    usage: [Op.REQUEST_SENSE, 0x01, 0, 0, 0xff, CTL],
+    handler: requestSense,
+  },
+  {
+    name: 'INQUIRY',
+    opcode: Op.INQUIRY,
+    usage: [Op.INQUIRY, 0x01, 0xff, 0xff, 0xff, CTL],
+    handler: (lu, req) => inquiry(lu, req),
+  },
+  {
+    name: 'MODE SELECT(6)',
+    opcode: Op.MODE_SELECT_6,
+    usage: [Op.MODE_SELECT_6, 0x11, 0, 0, 0xff, CTL],
+    handler: (lu, req) => modeSelect(lu, req, false),
+  },
+  {
+    name: 'MODE SENSE(6)',
+    opcode: Op.MODE_SENSE_6,
+    usage: [Op.MODE_SENSE_6, 0x08, 0xff, 0xff, 0xff, CTL],
+    handler: (lu, req) => modeSense(lu, req, false),
+  },
+  {
+    name: 'MODE SELECT(10)',
+    opcode: Op.MODE_SELECT_10,
+    usage: [Op.MODE_SELECT_10, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, CTL],
+    handler: (lu, req) => modeSelect(lu, req, true),
+  },
+  {
+    name: 'MODE SENSE(10)',
+    opcode: Op.MODE_SENSE_10,
+    usage: [Op.MODE_SENSE_10, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, CTL],
+    handler: (lu, req) => modeSense(lu, req, true),
+  },
+  {
+    name: 'REPORT LUNS',
+    opcode: Op.REPORT_LUNS,
+    usage: [Op.REPORT_LUNS, 0, 0xff, 0, 0, 0, ...L4, 0, CTL],
+    handler: (_lu: LogicalUnit, req: ScsiRequest, dev: DeviceContext) => reportLuns(req, dev.lunNumbers()),
+  },
+  {
+    name: 'REPORT SUPPORTED OPERATION CODES',
+    opcode: Op.MAINTENANCE_IN,
+    serviceAction: Sa.REPORT_SUPPORTED_OPERATION_CODES,
+    usage: [Op.MAINTENANCE_IN, Sa.REPORT_SUPPORTED_OPERATION_CODES, 0x87, 0xff, 0xff, 0xff, ...L4, 0, CTL],
+    handler: (lu, req) => reportSupportedOpcodes(lu.commands, req),
+  },
+  {
+    name: 'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS',
+    opcode: Op.MAINTENANCE_IN,
+    serviceAction: Sa.REPORT_SUPPORTED_TMFS,
+    usage: [Op.MAINTENANCE_IN, Sa.REPORT_SUPPORTED_TMFS, 0x80, 0, 0, 0, ...L4, 0, CTL],
+    handler: reportSupportedTmfs,
+  },
+];

@@ -1,0 +1,53 @@
+/** SAM-5 status codes (§5.3). */
+export const enum ScsiStatus {
+  Good = 0x00,
+  CheckCondition = 0x02,
+  ConditionMet = 0x04,
+  Busy = 0x08,
+  ReservationConflict = 0x18,
+  TaskSetFull = 0x28,
+  AcaActive = 0x30,
+  TaskAborted = 0x40,
+}
+
+/** Data transfer direction as the transport announced it (iSCSI R/W bits). */
+export interface ItNexus {
+  /** Stable identity of the I_T nexus: initiator port name + ISID + target portal group, e.g. "iqn…,i,0x23d000000001". */
+  readonly id: string;
+  /** Initiator name (iSCSI name). */
+  readonly initiatorName: string;
+  /** Writes from this nexus are refused with DATA PROTECT / WRITE PROTECTED (ACL readOnly). */
+  readonly readOnly: boolean;
+}
+
+/** One SCSI command as handed over by a transport (SAM-5 "Execute Command"). */
+export interface ScsiRequest {
+  readonly nexus: ItNexus;
+  /** Logical unit number (already decoded from the 8-byte LUN field). */
+  readonly lun: number;
+  /** CDB; may be longer than 16 bytes when an extended CDB AHS was present. */
+  readonly cdb: Buffer;
+  /** Write data (everything the initiator sent, at most the expected transfer length). */
+  readonly dataOut?: Buffer;
+  /** Expected data-in length the transport will accept (iSCSI EDTL for reads); longer data is truncated by the transport. */
+  readonly dataInLength: number;
+}
+
+export interface ScsiResponse {
+  status: ScsiStatus;
+  /** Fixed-format sense data (SPC-4 §4.5.3) when status is CHECK CONDITION. */
+  sense?: Buffer;
+  /** Data-in; the transport sends at most dataInLength bytes and reports residuals. */
+  data?: Buffer;
+}
+
+/** SAM-5 §7 task management functions a transport may request. */
+export const enum TaskManagementFunction {
+  AbortTask = 1,
+  AbortTaskSet = 2,
+  ClearAca = 3,
+  ClearTaskSet = 4,
+  LogicalUnitReset = 5,
+  TargetWarmReset = 6,
+  TargetColdReset = 7,
+}

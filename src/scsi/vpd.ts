@@ -1,0 +1,149 @@
+import { writeAsciiPadded } from './cdb.js';
+
+/** What INQUIRY reports about a logical unit. */
+export interface InquiryIdentity {
+  readonly vendor: string;
+  readonly product: string;
+  readonly revision: string;
+  readonly serial: string;
+  /** 16-byte NAA IEEE Registered Extended designator. */
+  readonly naaBytes: Buffer;
+  readonly targetName: string;
+  readonly targetPortalGroupTag?: number;
+  readonly blockSize: number;
+  readonly maxTransferBlocks: number;
+}
+
+/** SPC-4 §6.6.2 peripheral qualifier / device type byte for "no LU on this LUN". */
+export const PQ_NOT_CONNECTED_UNKNOWN = 0x7f;
+
+/** Version descriptors (SPC-4 §6.6.2 version descriptor codes): SAM-5, iSCSI, SPC-4, SBC-3. */
+const VERSION_DESCRIPTORS = [0x00a0, 0x0960, 0x0460, 0x04c0];
+
+const STANDARD_INQUIRY_LENGTH = 74;
+
+/** Standard INQUIRY data (SPC-4 §6.6.2). `peripheral` = qualifier << 5 | device type. */
+export function standardInquiry(id: Pick<InquiryIdentity, 'vendor' | 'product' | 'revision'>, peripheral = 0x00): Buffer {
+  const b = Buffer.alloc(STANDARD_INQUIRY_LENGTH);
+  b[0] = peripheral;
+  b[1] = 0x00; // RMB = 0
+  b[2] = 0x06; // VERSION: SPC-4
+  b[3] = 0x12; // HISUP = 1, RESPONSE DATA FORMAT = 2
+  b[4] = STANDARD_INQUIRY_LENGTH - 5; // ADDITIONAL LENGTH
+  b[5] = 0x00; // no SCCS, ACC, TPGS (no ALUA), 3PC, PROTECT
+  b[6] = 0x00;
+  b[7] = 0x02; // CMDQUE
+  writeAsciiPadded(b, id.vendor, 8, 8);
+  writeAsciiPadded(b, id.product, 16, 16);
+  writeAsciiPadded(b, id.revision, 32, 4);
+  for (let i = 0; i < VERSION_DESCRIPTORS.length; i++) b.writeUInt16BE(VERSION_DESCRIPTORS[i]!, 58 + 2 * i);
+  return b;
+}
+
+export const VpdPage = {
+  SUPPORTED_PAGES: 0x00,
+  UNIT_SERIAL_NUMBER: 0x80,
+  DEVICE_IDENTIFICATION: 0x83,
+  BLOCK_LIMITS: 0xb0,
+  BLOCK_DEVICE_CHARACTERISTICS: 0xb1,
+  LOGICAL_BLOCK_PROVISIONING: 0xb2,
+} as const;
+
+const SUPPORTED = [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2];
+
+/** Build a VPD page, or undefined when the page is not supported. */
+export function vpdPage(id: InquiryIdentity, page: number): Buffer | undefined {
+  switch (page) {
+    case VpdPage.SUPPORTED_PAGES:
+      return page4(0x00, Buffer.from(SUPPORTED));
+    case VpdPage.UNIT_SERIAL_NUMBER:
+      return page4(0x80, Buffer.from(ascii(id.serial), 'latin1'));
+    case VpdPage.DEVICE_IDENTIFICATION:
+      return page4(0x83, deviceIdentification(id));
+    case VpdPage.BLOCK_LIMITS:
+      return blockLimits(id);
+    case VpdPage.BLOCK_DEVICE_CHARACTERISTICS: {
+      // SBC-3 §6.5.2: MEDIUM ROTATION RATE 0001h = non-rotating medium.
+      const p = Buffer.alloc(0x3c);
+      p.writeUInt16BE(0x0001, 0);
+      return page4(0xb1, p);
+    }
+    case VpdPage.LOGICAL_BLOCK_PROVISIONING:
+      // SBC-3 §6.5.4: no LBPU/LBPWS/LBPWS10/LBPRZ, PROVISIONING TYPE 000b (fully provisioned).
+      return page4(0xb2, Buffer.alloc(4));
+    default:
+      return undefined;
+  }
+}
+
+/** VPD page header (SPC-4 §7.8.1): device type 0, page code, 2-byte page length. */
+function page4(code: number, body: Buffer): Buffer {
+  const b = Buffer.alloc(4 + body.length);
+  b[1] = code;
+  b.writeUInt16BE(body.length, 2);
+  body.copy(b, 4);
+  return b;
+}
+
+function ascii(s: string): string {
+  return s.replace(/[^\x20-\x7e]/g, ' ');
+}
+
+/** SBC-3 §6.5.3 Block Limits; page length 3Ch. */
+function blockLimits(id: InquiryIdentity): Buffer {
+  const p = Buffer.alloc(0x3c);
+  // [0] WSNZ 0, [1] MAXIMUM COMPARE AND WRITE LENGTH 0 (not supported)
+  // OPTIMAL TRANSFER LENGTH GRANULARITY: 4 KiB worth of blocks (what the backing FS favours).
+  p.writeUInt16BE(Math.max(1, Math.floor(4096 / id.blockSize)), 2);
+  p.writeUInt32BE(id.maxTransferBlocks, 4); // MAXIMUM TRANSFER LENGTH
+  // OPTIMAL TRANSFER LENGTH 0 = not reported (a value here becomes mkfs stripe geometry on Linux).
+  // MAXIMUM PREFETCH 0; MAXIMUM UNMAP LBA COUNT / DESCRIPTOR COUNT 0: no UNMAP; no WRITE SAME limit.
+  return page4(0xb0, p);
+}
+
+/** Designation descriptors of the Device Identification VPD page (SPC-4 §7.8.6). */
+function deviceIdentification(id: InquiryIdentity): Buffer {
+  const parts: Buffer[] = [];
+  // NAA IEEE Registered Extended: binary, association LU, type 3.
+  parts.push(designator(0x01, 0x03, id.naaBytes));
+  // T10 vendor ID based: ASCII, association LU, type 1: vendor (8) + serial.
+  const t10 = Buffer.alloc(8 + Buffer.byteLength(ascii(id.serial), 'latin1'));
+  writeAsciiPadded(t10, id.vendor, 0, 8);
+  t10.write(ascii(id.serial), 8, 'latin1');
+  parts.push(designator(0x02, 0x01, t10));
+  const ISCSI = 0x50; // PROTOCOL IDENTIFIER 5h (iSCSI) in bits 7-4, with PIV = 1
+  if (id.targetPortalGroupTag !== undefined) {
+    const tpgt = id.targetPortalGroupTag;
+    const rel = Buffer.alloc(4);
+    rel.writeUInt16BE(tpgt === 0 ? 1 : tpgt & 0xffff, 2);
+    // Relative target port identifier: binary, PIV, association target port, type 4.
+    parts.push(designator(ISCSI | 0x01, 0x80 | 0x10 | 0x04, rel));
+    // Target port group: type 5.
+    parts.push(designator(ISCSI | 0x01, 0x80 | 0x10 | 0x05, rel));
+    // SCSI name string of the target port: "<target name>,t,0x<TPGT>", the iSCSI
+    // target port name format of RFC 7143 (SAM-2 port naming); LIO formats it the same way.
+    const port = `${id.targetName},t,0x${(tpgt & 0xffff).toString(16).padStart(4, '0')}`;
+    parts.push(designator(ISCSI | 0x03, 0x80 | 0x10 | 0x08, scsiNameString(port)));
+  }
+  // SCSI name string of the target device: UTF-8, PIV, association target device, type 8.
+  parts.push(designator(ISCSI | 0x03, 0x80 | 0x20 | 0x08, scsiNameString(id.targetName)));
+  return Buffer.concat(parts);
+}
+
+function designator(byte0: number, byte1: number, value: Buffer): Buffer {
+  const b = Buffer.alloc(4 + value.length);
+  b[0] = byte0;
+  b[1] = byte1;
+  b[3] = value.length;
+  value.copy(b, 4);
+  return b;
+}
+
+/** Null-terminated, null-padded to a multiple of 4 bytes, at most 256 (SPC-4 §7.8.6, SCSI name string designator). */
+function scsiNameString(name: string): Buffer {
+  const utf8 = Buffer.from(name, 'utf8').subarray(0, 251);
+  const len = (utf8.length + 1 + 3) & ~3;
+  const b = Buffer.alloc(len);
+  utf8.copy(b);
+  return b;
+}
