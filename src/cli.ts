@@ -33,7 +33,8 @@ import { createLogger, type Logger } from './log.js';
 export interface ServerLike {
   start(): Promise<void>;
   stop(): Promise<void>;
-  reload?(config: EffectiveConfig): Promise<void> | void;
+  /** May return (or resolve to) the list of changes that need a restart to take effect. */
+  reload?(config: EffectiveConfig): unknown;
 }
 export interface ServerModule {
   IscsiServer: new (config: EffectiveConfig, logger: Logger) => ServerLike;
@@ -62,8 +63,6 @@ export interface CliIo {
   onServing?(server: ServerLike, config: EffectiveConfig): void;
 }
 
-const SERVER_MODULE = './iscsi/server.js';
-
 function defaultIo(): CliIo {
   return {
     stdout: (t) => void process.stdout.write(t),
@@ -72,8 +71,8 @@ function defaultIo(): CliIo {
     cwd: process.cwd(),
     signals: process,
     exit: (code) => process.exit(code),
-    // A variable specifier keeps `check` free of the server code (and its native deps).
-    loadServer: async () => (await import(SERVER_MODULE)) as ServerModule,
+    // Loaded lazily so that `check` and `--help` do not load the server code (and its native deps).
+    loadServer: async () => (await import('./iscsi/server.js')) as ServerModule,
   };
 }
 
@@ -102,14 +101,18 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
   const parser = yargs()
     .scriptName('glfs-target')
     .usage('$0 <command> [options]')
-    .command('serve', 'Run the iSCSI target (without --config: one 1 GiB LUN in --data-dir on 127.0.0.1)', (y) =>
+    .command('serve', 'Run the iSCSI target', (y) =>
       y
         .option('config', { alias: 'c', type: 'string', describe: 'JSON config file' })
         .option('log-level', { type: 'string', choices: LOG_LEVELS, describe: 'Log level (overrides the config file)' })
-        .option('data-dir', { type: 'string', describe: 'Directory for files the server creates (default $GLFS_TARGET_DATA_DIR or ./data)' })
-        .option('port', { type: 'number', describe: 'TCP port of the built-in default configuration (default 3260)' }),
+        .option('data-dir', { type: 'string', describe: 'Directory for files the server creates [default: $GLFS_TARGET_DATA_DIR or ./data]' })
+        .option('port', { type: 'number', describe: 'Port of the built-in configuration [default: 3260]' })
+        .epilog(
+          'Without --config, serves the built-in configuration: target iqn.2016-06.org.gluster:glfs-target with LUN 0 a sparse 1 GiB file <data-dir>/lun0.img, any initiator, on 127.0.0.1 only.\n' +
+            'Signals: SIGTERM/SIGINT stop cleanly (a second one exits at once), SIGHUP reloads --config.',
+        ),
     )
-    .command('check', 'Validate a config file and print the effective configuration', (y) =>
+    .command('check', 'Validate a config file, print the effective config', (y) =>
       y.option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'JSON config file' }),
     )
     .demandCommand(1, 'Give a command: serve or check.')
@@ -117,7 +120,7 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
     .version(version)
     .help()
     .alias('h', 'help')
-    .wrap(Math.min(100, process.stdout.columns ?? 80))
+    .wrap(Math.min(100, process.stdout.columns ?? 100))
     .exitProcess(false);
 
   let parseError: Error | undefined;
@@ -320,15 +323,20 @@ async function serve(args: Args, io: CliIo, version: string): Promise<number> {
       return;
     }
     for (const w of configWarnings(next)) logger.warn(w);
+    let pending: unknown;
     try {
-      await server.reload(next);
+      pending = await server.reload(next);
     } catch (e) {
       logger.error({ err: e }, `reload failed, keeping the current configuration: ${errorMessage(e)}`);
       return;
     }
     config = next;
     logger.level = next.logLevel;
-    logger.info('configuration reloaded');
+    if (Array.isArray(pending) && pending.length > 0) {
+      logger.warn({ needRestart: pending }, `configuration reloaded, but these changes take effect only after a restart: ${pending.join(', ')}`);
+    } else {
+      logger.info('configuration reloaded');
+    }
   };
   const onSighup = () => {
     reloading = reloading.then(reload, reload);

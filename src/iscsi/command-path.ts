@@ -213,18 +213,20 @@ export class CommandPath {
     this.releaseIfCounted(task.immediate);
     const edtl = task.edtl;
     const data = res.data;
-    const produced = data === undefined ? 0 : data.length;
+    const available = data === undefined ? 0 : data.length;
+    const produced = res.transferLength ?? available;
     let residualFlags = 0;
     let residual = 0;
     if (task.isRead) {
       if (produced < edtl) { residualFlags = UNDERFLOW; residual = edtl - produced; }
       else if (produced > edtl) { residualFlags = OVERFLOW; residual = produced - edtl; }
-    } else if (produced > 0) {
-      // Data-in produced for a command the initiator gave no read buffer (§11.4.5.1).
-      residualFlags = OVERFLOW;
-      residual = produced;
+    } else if (task.isWrite || task.edtl === 0) {
+      // §11.4.5.1: compare what the CDB asked to transfer with what the initiator announced.
+      const needed = res.transferLength ?? (task.isWrite ? edtl : available);
+      if (needed > edtl) { residualFlags = OVERFLOW; residual = needed - edtl; }
+      else if (needed < edtl) { residualFlags = UNDERFLOW; residual = edtl - needed; }
     }
-    const sendLength = task.isRead ? Math.min(produced, edtl) : 0;
+    const sendLength = task.isRead ? Math.min(available, edtl) : 0;
     const good = res.status === ScsiStatus.Good && res.sense === undefined;
     if (sendLength > 0) {
       this.sendDataIn(task, data!, sendLength, good ? { status: res.status, residualFlags, residual } : null);

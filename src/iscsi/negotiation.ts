@@ -130,7 +130,9 @@ export class Negotiator {
    */
   respond(pairs: Array<[string, string]>): Array<[string, string]> {
     const out: Array<[string, string]> = [];
-    for (const [key, value] of pairs) {
+    // MaxBurstLength first: the FirstBurstLength answer must not exceed it (§13.14).
+    const ordered = [...pairs].sort((a, b) => rank(a[0]) - rank(b[0]));
+    for (const [key, value] of ordered) {
       if (SECURITY_KEYS.has(key)) continue;
       // §6.2: a key may be negotiated only once per login.
       if (this.seen.has(key)) throw new NegotiationError(`key ${key} sent twice`);
@@ -156,7 +158,8 @@ export class Negotiator {
       const rule = RULES[key];
       if (rule === undefined) { out.push([key, 'NotUnderstood']); continue; }
       if (this.discovery && rule.irrelevantInDiscovery) { out.push([key, 'Irrelevant']); continue; }
-      const result = negotiate(rule, value, rule.ours(this.settings));
+      let result = negotiate(rule, value, rule.ours(this.settings));
+      if (key === 'FirstBurstLength' && result !== 'Reject') result = String(Math.min(Number(result), this.params.maxBurstLength));
       if (result !== 'Reject') rule.apply(this.params, result);
       out.push([key, result]);
     }
@@ -179,6 +182,10 @@ export class Negotiator {
     if (p.firstBurstLength > p.maxBurstLength) p.firstBurstLength = p.maxBurstLength;
     return p;
   }
+}
+
+function rank(key: string): number {
+  return key === 'MaxBurstLength' ? 0 : 1;
 }
 
 function parseNumber(v: string): number | null {

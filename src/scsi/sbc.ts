@@ -65,20 +65,21 @@ function readBlocks(
   if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
   if (blocks === 0) return { status: ScsiStatus.Good }; // SBC-3: a zero transfer length is not an error
   if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
-  let len = blocks * lu.blockSize;
-  // Bytes beyond the expected data transfer length would be dropped by the transport anyway.
-  if (req.dataInLength < len) len = req.dataInLength > 0 ? req.dataInLength : 0;
-  if (len === 0) return { status: ScsiStatus.Good };
-  return readInto(lu, Buffer.allocUnsafe(len), lba * lu.blockSize);
+  const full = blocks * lu.blockSize;
+  // Bytes beyond the expected data transfer length would be dropped by the transport anyway;
+  // the full length is still reported so the transport can signal the residual overflow.
+  const len = Math.min(full, Math.max(req.dataInLength, 0));
+  if (len === 0) return { status: ScsiStatus.Good, transferLength: full };
+  return readInto(lu, Buffer.allocUnsafe(len), lba * lu.blockSize, full);
 }
 
-async function readInto(lu: LogicalUnit, buf: Buffer, offset: number): Promise<ScsiResponse> {
+async function readInto(lu: LogicalUnit, buf: Buffer, offset: number, transferLength: number): Promise<ScsiResponse> {
   try {
     await lu.backend.read(buf, offset);
   } catch {
     return readError();
   }
-  return { status: ScsiStatus.Good, data: buf };
+  return transferLength === buf.length ? { status: ScsiStatus.Good, data: buf } : { status: ScsiStatus.Good, data: buf, transferLength };
 }
 
 function read6(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
@@ -123,21 +124,23 @@ function writeBlocks(
   if (blocks === 0) return { status: ScsiStatus.Good };
   if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
   const data = req.dataOut;
-  const n = usableBytes(data, blocks * lu.blockSize, lu.blockSize);
-  if (n === PARTIAL_BLOCK) return partialBlock();
-  if (n === 0) return { status: ScsiStatus.Good };
+  // The transport reports residuals against this (iSCSI EDTL ≠ SCSI transfer length).
+  const transferLength = blocks * lu.blockSize;
+  const n = usableBytes(data, transferLength, lu.blockSize);
+  if (n === PARTIAL_BLOCK) return { ...partialBlock(), transferLength };
+  if (n === 0) return { status: ScsiStatus.Good, transferLength };
   const buf = data!.length === n ? data! : data!.subarray(0, n);
   // FUA (SBC-3 WRITE(10)): durable before status. With WCE = 0 every write is.
-  return writeFrom(lu, buf, lba * lu.blockSize, fua || !lu.writeCache);
+  return writeFrom(lu, buf, lba * lu.blockSize, fua || !lu.writeCache, transferLength);
 }
 
-async function writeFrom(lu: LogicalUnit, buf: Buffer, offset: number, durable: boolean): Promise<ScsiResponse> {
+async function writeFrom(lu: LogicalUnit, buf: Buffer, offset: number, durable: boolean, transferLength: number): Promise<ScsiResponse> {
   try {
     await lu.backend.write(buf, offset, durable);
   } catch (err) {
     return writeError(err);
   }
-  return { status: ScsiStatus.Good };
+  return { status: ScsiStatus.Good, transferLength };
 }
 
 function write6(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {

@@ -39,6 +39,11 @@ export interface ScsiResponse {
   sense?: Buffer;
   /** Data-in; the transport sends at most dataInLength bytes and reports residuals. */
   data?: Buffer;
+  /**
+   * Bytes the CDB asked to transfer when that differs from `data.length` (a read cut short to
+   * the transport's dataInLength): residual overflow is computed from it.
+   */
+  transferLength?: number;
 }
 
 /** SAM-5 §7 task management functions a transport may request. */

@@ -60,8 +60,6 @@ export function filterListing(listing, pattern) {
   return listing.filter((x) => f.test(x.family) && s.test(x.suite));
 }
 
-const RESULT_LINE = /^(passed|FAILED)$/;
-
 /**
  * Parses the verbose (default) console output of iscsi-test-cu. Suite names repeat across
  * families (ALL, SCSI, iSCSI, LINUX); the listing, which the runner follows in order, supplies
@@ -79,20 +77,24 @@ export function parseRun(log, listing = []) {
   const finish = () => {
     if (!cur) return;
     const lines = cur.lines;
-    // The verdict is normally a line of its own ("passed"/"FAILED") after the test's messages; it
-    // directly follows "..." when the test printed nothing (async output may then follow it on the
-    // same line); without a trailing newline in the test's output it ends a message line.
+    // CUnit prints the verdict ("passed"/"FAILED") at the start of a line, right after the test's
+    // (indented) messages, or directly after "..." when the test printed nothing. Output from a
+    // suite's cleanup may follow it on the same line. Without a trailing newline in the test's
+    // output the verdict ends a message line instead.
     let result = null;
+    let at = [lines.length, 0]; // where the verdict starts: messages after it belong to the cleanup
     for (let i = 0; i < lines.length; i++) {
-      const t = lines[i].trim();
       let m;
-      if (RESULT_LINE.test(t)) result = t;
-      else if (i === 0 && (m = /^(passed|FAILED)\b/.exec(lines[0]))) result = m[1];
-      else if ((m = /(?:\s|\.\.\.)(passed|FAILED)\s*$/.exec(lines[i])) && !/\[(FAILED|SKIPPED)\]/.test(lines[i].slice(m.index))) result = m[1];
+      if ((m = /^(passed|FAILED)(?=\s|$)/.exec(lines[i]))) { result = m[1]; at = [i, 0]; }
+      else if ((m = /(?:\s|\.\.\.)(passed|FAILED)\s*$/.exec(lines[i])) && !/\[(FAILED|SKIPPED)\]/.test(lines[i].slice(m.index))) {
+        result = m[1];
+        at = [i, m.index];
+      }
     }
     const text = lines.join('\n');
-    const skipMsg = /\[SKIPPED\]\s*(.*)/.exec(text);
-    const failMsg = /\[FAILED\]\s*(.*)/.exec(text);
+    const own = [...lines.slice(0, at[0]), (lines[at[0]] ?? '').slice(0, at[1])].join('\n');
+    const skipMsg = /\[SKIPPED\]\s*(.*)/.exec(own);
+    const failMsg = /\[FAILED\]\s*(.*)/.exec(own);
     const assertMsg = /^\s+1\.\s+(\S+.*)$/m.exec(text);
     let status;
     if (result === 'FAILED') status = 'failed';
@@ -306,9 +308,9 @@ async function startTgt({ port, size, dir }) {
   await waitPort(port, proc, 'tgtd');
   const v = dpkgVersion('tgt') ?? tryExec('tgtd', ['-V']);
   const stop = async () => {
-    // tgtd ignores SIGTERM; ask it to shut down, then make sure.
-    try { adm('--op', 'delete', '--mode', 'system'); } catch { /* fall through to signals */ }
-    await stopProc(proc, 3000);
+    // tgtd ignores SIGTERM (and 'delete --mode system' while targets exist); its rdwr store uses pwrite().
+    proc.child.kill('SIGKILL');
+    await proc.exited;
     for (const f of [`socket.${ctl}`, `socket.${ctl}.lock`]) rmSync(join('/var/run/tgtd', f), { force: true });
   };
   return { url: `iscsi://127.0.0.1:${port}/${iqn}/1`, stop, version: `tgt ${v}`, label: 'tgt' };

@@ -230,6 +230,19 @@ export class TestInitiator {
     }
   }
 
+  /** TEST UNIT READY until GOOD, as initiators do after login to consume unit attentions. */
+  async clearUnitAttentions(): Promise<Buffer[]> {
+    const senses: Buffer[] = [];
+    for (let i = 0; i < 8; i++) {
+      const itt = this.itt;
+      await this.sendPdu(this.commandHeader(Buffer.alloc(6), { edtl: 0 }));
+      const r = await this.collect(itt);
+      if (r.status === 0) return senses;
+      if (r.sense !== null) senses.push(Buffer.from(r.sense));
+    }
+    throw new Error('unit attentions do not clear');
+  }
+
   /** READ(10) through the full data path. */
   async read10(lba: number, blocks: number, blockSize = 512): Promise<Buffer> {
     const cdb = Buffer.alloc(10);

@@ -60,10 +60,11 @@ class FakeServer implements ServerLike {
     this.events.push('stop');
     await this.stopGate;
   }
-  async reload(config: EffectiveConfig) {
+  reload(config: EffectiveConfig): string[] {
     this.events.push('reload');
     if (FakeServer.failReload) throw FakeServer.failReload;
     this.reloads.push(config);
+    return config.iscsi.cmdWindow === 64 ? ['portals'] : [];
   }
 }
 class NoReloadServer extends FakeServer {
@@ -75,7 +76,13 @@ class NoReloadServer extends FakeServer {
 }
 const fakeModule = (cls: typeof FakeServer = FakeServer): (() => Promise<ServerModule>) => () => Promise.resolve({ IscsiServer: cls });
 
-const flush = () => new Promise((r) => setTimeout(r, 10));
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting for a condition');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 async function writeConfig(name: string, json: unknown): Promise<string> {
   const file = path.join(dir, name);
@@ -249,39 +256,50 @@ describe('serve', () => {
   it('SIGHUP reloads a valid config, keeps the old one when invalid', async () => {
     const file = await writeConfig('reload.json', validConfig());
     let server!: FakeServer;
+    let failure: unknown;
     const { io, out } = harness({
       loadServer: fakeModule(),
       onServing: (s) => {
         server = s as FakeServer;
         void (async () => {
-          await writeConfig('reload.json', validConfig({ logLevel: 'warn', iscsi: { cmdWindow: 64 } }));
-          out.signals.emit('SIGHUP');
-          await flush();
-          expect(server.reloads).toHaveLength(1);
-          expect(server.reloads[0]!.iscsi.cmdWindow).toBe(64);
+          try {
+            await writeConfig('reload.json', validConfig({ logLevel: 'warn', iscsi: { cmdWindow: 64 } }));
+            out.signals.emit('SIGHUP');
+            await waitFor(() => server.reloads.length === 1);
+            expect(server.reloads[0]!.iscsi.cmdWindow).toBe(64);
 
-          await writeConfig('reload.json', { targets: [{ iqn: 'bad', luns: [] }] });
-          out.signals.emit('SIGHUP');
-          await flush();
-          expect(server.reloads).toHaveLength(1);
+            await writeConfig('reload.json', { targets: [{ iqn: 'bad', luns: [] }] });
+            out.signals.emit('SIGHUP');
+            await waitFor(() => out.logs.some((l) => l.level === 'error'));
 
-          FakeServer.failReload = new Error('cannot remove a LUN in use');
-          await writeConfig('reload.json', validConfig());
-          out.signals.emit('SIGHUP');
-          await flush();
-          FakeServer.failReload = undefined;
-          out.signals.emit('SIGTERM');
+            FakeServer.failReload = new Error('cannot remove a LUN in use');
+            await writeConfig('reload.json', validConfig());
+            out.signals.emit('SIGHUP');
+            await waitFor(() => out.logs.filter((l) => l.level === 'error').length === 2);
+          } catch (e) {
+            failure = e;
+          } finally {
+            FakeServer.failReload = undefined;
+            out.signals.emit('SIGTERM');
+          }
         })();
       },
     });
     expect(await runCli(['serve', '--config', file], io)).toBe(0);
+    expect(failure).toBeUndefined();
     expect(server.events).toEqual(['start', 'reload', 'reload', 'stop']);
+    expect(server.reloads).toHaveLength(1);
     const errors = out.logs.filter((l) => l.level === 'error');
     expect(errors[0]).toMatchObject({ issues: expect.arrayContaining([expect.stringMatching(/^targets\[0\]\.iqn: "bad"/)]) });
     expect(errors[0]!.msg).toMatch(/^reload refused, keeping the current configuration: /);
     expect(errors[1]!.msg).toBe('reload failed, keeping the current configuration: cannot remove a LUN in use');
-    // Log level followed the reloaded config (warn): the "configuration reloaded" info line is filtered.
-    expect(out.logs.some((l) => l.msg === 'configuration reloaded')).toBe(false);
+    expect(out.logs.find((l) => l.needRestart)).toMatchObject({
+      level: 'warn',
+      needRestart: ['portals'],
+      msg: 'configuration reloaded, but these changes take effect only after a restart: portals',
+    });
+    // Log level followed the reloaded config (warn): info lines after the reload are filtered.
+    expect(out.logs.some((l) => l.msg === 'SIGTERM received; shutting down')).toBe(false);
   });
 
   it('SIGHUP without reload support or without a config file only warns', async () => {
@@ -290,7 +308,7 @@ describe('serve', () => {
       loadServer: fakeModule(NoReloadServer),
       onServing: () => {
         out.signals.emit('SIGHUP');
-        setTimeout(() => out.signals.emit('SIGTERM'), 20);
+        void waitFor(() => out.logs.some((l) => l.level === 'warn' && /cannot reload/.test(String(l.msg)))).finally(() => out.signals.emit('SIGTERM'));
       },
     });
     expect(await runCli(['serve', '-c', file], io)).toBe(0);
@@ -300,7 +318,7 @@ describe('serve', () => {
       loadServer: fakeModule(),
       onServing: () => {
         h2.out.signals.emit('SIGHUP');
-        setTimeout(() => h2.out.signals.emit('SIGTERM'), 20);
+        void waitFor(() => h2.out.logs.some((l) => /nothing to reload/.test(String(l.msg)))).finally(() => h2.out.signals.emit('SIGTERM'));
       },
     });
     expect(await runCli(['serve', '--data-dir', path.join(dir, 'd5')], h2.io)).toBe(0);

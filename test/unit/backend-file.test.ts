@@ -1,0 +1,126 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FileBackend } from '../../src/backend/file-backend.js';
+
+let dir: string;
+const open: FileBackend[] = [];
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'glfs-backend-'));
+});
+afterEach(async () => {
+  for (const b of open.splice(0)) await b.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function openBackend(opts: Parameters<typeof FileBackend.open>[0]): Promise<FileBackend> {
+  const b = await FileBackend.open(opts);
+  open.push(b);
+  return b;
+}
+
+const MiB = 1024 * 1024;
+
+describe('FileBackend', () => {
+  it('creates a missing file sparse at the configured size', async () => {
+    const p = path.join(dir, 'lun0.img');
+    const b = await openBackend({ path: p, sizeBytes: 64 * MiB, readOnly: false, blockSize: 512 });
+    expect(b.created).toBe(true);
+    expect(b.sizeBytes).toBe(64 * MiB);
+    const st = fs.statSync(p);
+    expect(st.size).toBe(64 * MiB);
+    expect(st.blocks * 512).toBeLessThan(MiB); // sparse
+    expect(b.description).toBe(p);
+  });
+
+  it('refuses a missing file without a size, and a missing read-only file', async () => {
+    const p = path.join(dir, 'missing.img');
+    await expect(FileBackend.open({ path: p, readOnly: false, blockSize: 512 })).rejects.toThrow(/does not exist/);
+    await expect(FileBackend.open({ path: p, sizeBytes: MiB, readOnly: true, blockSize: 512 })).rejects.toThrow(
+      /does not exist/,
+    );
+    expect(fs.existsSync(p)).toBe(false);
+  });
+
+  it('grows a smaller file, never shrinks a bigger one, and rounds capacity down to a block', async () => {
+    const p = path.join(dir, 'grow.img');
+    fs.writeFileSync(p, Buffer.alloc(4096, 0x11));
+    const b = await openBackend({ path: p, sizeBytes: MiB, readOnly: false, blockSize: 4096 });
+    expect(b.grewFrom).toBe(4096);
+    expect(b.sizeBytes).toBe(MiB);
+    const head = Buffer.alloc(4096);
+    await b.read(head, 0);
+    expect(head.every((x) => x === 0x11)).toBe(true);
+    await b.close();
+
+    const q = path.join(dir, 'big.img');
+    fs.writeFileSync(q, Buffer.alloc(3 * 4096 + 100));
+    const c = await openBackend({ path: q, sizeBytes: 4096, readOnly: false, blockSize: 4096 });
+    expect(c.grewFrom).toBeUndefined();
+    expect(c.sizeBytes).toBe(3 * 4096);
+    expect(fs.statSync(q).size).toBe(3 * 4096 + 100);
+  });
+
+  it('refuses a file smaller than one block', async () => {
+    const p = path.join(dir, 'tiny.img');
+    fs.writeFileSync(p, Buffer.alloc(100));
+    await expect(FileBackend.open({ path: p, readOnly: false, blockSize: 512 })).rejects.toThrow(/smaller than one/);
+  });
+
+  it('takes an exclusive lock: a second open fails with ELOCKED until the first closes', async () => {
+    const p = path.join(dir, 'locked.img');
+    const a = await openBackend({ path: p, sizeBytes: MiB, readOnly: false, blockSize: 512 });
+    const err = await FileBackend.open({ path: p, readOnly: true, blockSize: 512 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as NodeJS.ErrnoException).code).toBe('ELOCKED');
+    expect((err as Error).message).toBe(`${p} is in use by another server (exclusive lock held)`);
+    await a.close();
+    await a.close(); // idempotent
+    const b = await openBackend({ path: p, readOnly: true, blockSize: 512 });
+    expect(b.readOnly).toBe(true);
+  });
+
+  it('round-trips writes and reads, durable or not, and flushes', async () => {
+    const p = path.join(dir, 'rw.img');
+    const b = await openBackend({ path: p, sizeBytes: 8 * MiB, readOnly: false, blockSize: 512 });
+    const data = Buffer.alloc(3 * MiB);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31) & 0xff;
+    await b.write(data, 4 * MiB + 512, false);
+    await b.write(data.subarray(0, 512), 0, true);
+    await b.flush();
+    const back = Buffer.allocUnsafe(data.length);
+    await b.read(back, 4 * MiB + 512);
+    expect(back.equals(data)).toBe(true);
+    const zero = Buffer.allocUnsafe(512);
+    await b.read(zero, 2 * MiB);
+    expect(zero.every((x) => x === 0)).toBe(true);
+    const fd = fs.openSync(p, 'r');
+    const check = Buffer.alloc(512);
+    fs.readSync(fd, check, 0, 512, 0);
+    fs.closeSync(fd);
+    expect(check.equals(data.subarray(0, 512))).toBe(true);
+  });
+
+  it('zero-fills reads past the end of a file that shrank underneath it', async () => {
+    const p = path.join(dir, 'shrink.img');
+    fs.writeFileSync(p, Buffer.alloc(8192, 0x22));
+    const b = await openBackend({ path: p, readOnly: false, blockSize: 512 });
+    fs.truncateSync(p, 4096);
+    const buf = Buffer.allocUnsafe(8192);
+    await b.read(buf, 0);
+    expect(buf.subarray(0, 4096).every((x) => x === 0x22)).toBe(true);
+    expect(buf.subarray(4096).every((x) => x === 0)).toBe(true);
+  });
+
+  it('a read-only backend refuses writes from the OS and rejects I/O after close', async () => {
+    const p = path.join(dir, 'ro.img');
+    fs.writeFileSync(p, Buffer.alloc(4096));
+    const b = await openBackend({ path: p, readOnly: true, blockSize: 512 });
+    await expect(b.write(Buffer.alloc(512), 0, false)).rejects.toMatchObject({ code: 'EBADF' });
+    await b.flush(); // fdatasync on a read-only fd is fine
+    await b.close();
+    await expect(b.read(Buffer.alloc(512), 0)).rejects.toMatchObject({ code: 'EBADF' });
+  });
+});
