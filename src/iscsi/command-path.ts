@@ -47,6 +47,10 @@ export class CommandPath {
     }
     const task = ScsiTask.fromCommand(pdu, decodeLun(pdu.bhs, 8));
     session.tasks.set(task.itt, task);
+    if (pdu.dataDigestFailed) {
+      this.finishWithSense(task, PROTOCOL_SERVICE_CRC_ERROR, 'immediate data failed its digest');
+      return;
+    }
     const immediateData = pdu.data;
     if (immediateData.length > 0 && !task.isWrite) {
       this.finishWithSense(task, INCORRECT_AMOUNT_OF_DATA, 'immediate data on a command without the W bit');

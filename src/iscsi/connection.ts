@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { IscsiSettings, PortalConfig } from '../config/types.js';
 import { PduFramer, type FramingError } from '../pdu/framer.js';
 import { Opcode, OPCODE_NAMES, RejectReason, RESERVED_TAG } from '../pdu/opcodes.js';
-import type { Pdu } from '../pdu/pdu.js';
+import { Pdu } from '../pdu/pdu.js';
 import { logoutResponseHeader, nopInHeader, rejectHeader } from '../pdu/target-pdus.js';
 import { PduWriter } from '../pdu/writer.js';
 import { LoginHandler, type LoginContext } from './login.js';
@@ -62,6 +62,7 @@ export class Connection {
       portal,
       findTarget: (iqn) => ctx.findTarget(iqn),
       establish: (outcome) => ctx.establish(this, outcome),
+      checkExistingSession: (tsih, cid, name, isid, target) => ctx.checkExistingSession(tsih, cid, name, isid, target),
     };
     this.login = new LoginHandler(loginCtx);
     this.loginTimer = setTimeout(() => {
@@ -160,10 +161,17 @@ export class Connection {
         this.log.warn({ why: err.message }, 'header digest error; dropping connection');
         this.destroy('header digest error');
         return;
-      case 'data-digest':
+      case 'data-digest': {
+        // §7.8: the payload is discarded and rejected; the (digest-checked) header still counts,
+        // so a command keeps its CmdSN and ends with CHECK CONDITION instead of stalling the window.
         this.reject(RejectReason.DataDigestError, err.bhs, err.message);
-        this.commands.failTransfer(err.bhs, 'data-digest');
+        if (this.login !== null) return;
+        const pdu = new Pdu(err.bhs, null, Buffer.alloc(0));
+        pdu.dataDigestFailed = true;
+        if (pdu.opcode === Opcode.ScsiCommand) this.onFullFeaturePdu(pdu);
+        else if (pdu.opcode === Opcode.DataOut) this.commands.failTransfer(err.bhs, 'data-digest');
         return;
+      }
       case 'oversize':
         if (this.login !== null) {
           this.log.warn({ why: err.message }, 'oversized PDU during login; dropping connection');

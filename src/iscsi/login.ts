@@ -32,6 +32,8 @@ export interface LoginContext {
   findTarget(iqn: string): TargetNode | undefined;
   /** Create (or reinstate) the session; resolves its TSIH. May throw LoginFailure. */
   establish(outcome: LoginOutcome): Promise<number>;
+  /** For a login naming a TSIH: throws LoginFailure unless that session may take this connection. */
+  checkExistingSession(tsih: number, cid: number, initiatorName: string, isid: string, target: TargetNode | null): void;
 }
 
 export interface LoginReply {
@@ -171,7 +173,10 @@ export class LoginHandler {
     if (type !== 'Normal' && type !== 'Discovery') throw new LoginFailure(LoginStatus.SessionTypeNotSupported, `SessionType ${type}`);
     this.sessionType = type;
     this.negotiator.setDiscovery(type === 'Discovery');
-    if (type === 'Discovery') return;
+    if (type === 'Discovery') {
+      this.checkTsih();
+      return;
+    }
     const targetName = get('TargetName');
     if (targetName === undefined || targetName === '') throw new LoginFailure(LoginStatus.MissingParameter, 'TargetName missing');
     const target = this.ctx.findTarget(targetName);
@@ -180,6 +185,13 @@ export class LoginHandler {
     const entry = target.aclEntry(name);
     if (entry === undefined) throw new LoginFailure(LoginStatus.AuthorizationFailure, `initiator not in the ACL of ${target.iqn}`);
     this.acl = entry;
+    this.checkTsih();
+  }
+
+  /** §6.3 / §11.12.? a non-zero TSIH names the session this connection joins: it must exist. */
+  private checkTsih(): void {
+    const f = this.first!;
+    if (f.tsih !== 0) this.ctx.checkExistingSession(f.tsih, f.cid, this.initiatorName, f.isidHex, this.target);
   }
 
   private authRequired(): boolean {

@@ -14,6 +14,7 @@ export interface ServerContext {
   visibleTargets(initiatorName: string): TargetNode[];
   /** Create or reinstate the session for a completed login; resolves the TSIH. */
   establish(conn: Connection, outcome: LoginOutcome): Promise<number>;
+  checkExistingSession(tsih: number, cid: number, initiatorName: string, isid: string, target: TargetNode | null): void;
   loginCompleted(conn: Connection): void;
   logoutCompleted(conn: Connection): void;
   connectionClosed(conn: Connection): void;

@@ -20,6 +20,8 @@ export class IscsiServer implements ServerContext {
   private config: EffectiveConfig;
   private readonly targets = new Map<string, TargetNode>();
   private readonly listeners: net.Server[] = [];
+  /** The port each portal actually listens on (differs from the config for port 0). */
+  private readonly boundPort = new Map<PortalConfig, number>();
   private readonly connections = new Set<Connection>();
   private readonly sessions = new SessionRegistry();
   private readonly sessionConnection = new Map<Session, Connection>();
@@ -86,6 +88,7 @@ export class IscsiServer implements ServerContext {
         server.off('error', reject);
         server.on('error', (err) => this.log.error({ err }, 'listener error'));
         const a = server.address() as net.AddressInfo;
+        this.boundPort.set(portal, a.port);
         this.log.info({ address: a.address, port: a.port, tpgt: portal.tpgt }, 'portal listening');
         resolve(server);
       });
@@ -118,17 +121,7 @@ export class IscsiServer implements ServerContext {
   async establish(conn: Connection, outcome: LoginOutcome): Promise<number> {
     if (this.stopping) throw new LoginFailure(LoginStatus.ServiceUnavailable, 'server is shutting down');
     if (outcome.requestedTsih !== 0) {
-      // Adding a connection to an existing session (§6.3.4): only connection reinstatement
-      // (same CID) is possible with MaxConnections=1.
-      const existing = this.sessions.get(outcome.requestedTsih);
-      if (existing === undefined || existing.isid !== outcome.isid || existing.target !== outcome.target
-          || existing.initiatorName.toLowerCase() !== outcome.initiatorName.toLowerCase()) {
-        throw new LoginFailure(LoginStatus.SessionDoesNotExist, `session TSIH ${outcome.requestedTsih} does not exist`);
-      }
-      const old = this.sessionConnection.get(existing);
-      if (old !== undefined && this.connectionCid.get(old) !== outcome.cid) {
-        throw new LoginFailure(LoginStatus.TooManyConnections, 'MaxConnections=1 and the session has a connection');
-      }
+      this.checkExistingSession(outcome.requestedTsih, outcome.cid, outcome.initiatorName, outcome.isid, outcome.target);
     }
     // §6.3.5 session reinstatement: a login with TSIH 0 from an initiator port that already has
     // a session with this target ends the old session (its tasks first), then starts afresh.
@@ -161,6 +154,22 @@ export class IscsiServer implements ServerContext {
     const tasks = [...session.tasks.values()];
     conn.destroy(reason);
     await conn.commands.abort(tasks, false);
+  }
+
+  /**
+   * Adding a connection to an existing session (§6.3.4): the session must exist for this
+   * initiator port, and with MaxConnections=1 only connection reinstatement (same CID) fits.
+   */
+  checkExistingSession(tsih: number, cid: number, initiatorName: string, isid: string, target: TargetNode | null): void {
+    const existing = this.sessions.get(tsih);
+    if (existing === undefined || existing.isid !== isid || existing.target !== target
+        || existing.initiatorName.toLowerCase() !== initiatorName.toLowerCase()) {
+      throw new LoginFailure(LoginStatus.SessionDoesNotExist, `session TSIH ${tsih} does not exist`);
+    }
+    const old = this.sessionConnection.get(existing);
+    if (old !== undefined && this.connectionCid.get(old) !== cid) {
+      throw new LoginFailure(LoginStatus.TooManyConnections, 'MaxConnections=1 and the session has a connection');
+    }
   }
 
   loginCompleted(conn: Connection): void {
@@ -226,7 +235,7 @@ export class IscsiServer implements ServerContext {
       else {
         const wildcard = p.host === '0.0.0.0' || p.host === '::' || p.host === '';
         const host = wildcard ? local.replace(/^::ffff:/, '') : p.host;
-        hostPort = `${host.includes(':') ? `[${host}]` : host}:${p.port}`;
+        hostPort = `${host.includes(':') ? `[${host}]` : host}:${this.boundPort.get(p) ?? p.port}`;
       }
       const value = `${hostPort},${p.tpgt}`;
       if (!seen.has(value)) {

@@ -6,6 +6,9 @@ import { Opcode } from './opcodes.js';
  * Getters read BHS fields in place; nothing is decoded until asked for.
  */
 export class Pdu {
+  /** Set when the data segment failed its digest and was dropped (the header is intact). */
+  dataDigestFailed = false;
+
   constructor(
     readonly bhs: Buffer,
     readonly ahs: Buffer | null,
