@@ -12,8 +12,25 @@ const ZERO_PAD = Buffer.alloc(4);
 export class PduWriter {
   headerDigest = false;
   dataDigest = false;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   constructor(private readonly socket: Socket) {}
+
+  /**
+   * Everything sent during one turn of the event loop (e.g. the completions of every read that
+   * finished in the same poll phase) leaves in one writev: the socket is corked on the first
+   * send and uncorked in the check phase that follows.
+   */
+  private batch(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    setImmediate(this.uncork);
+  }
 
   /**
    * Send one PDU; sets DataSegmentLength from `data`. Returns false when the socket's buffer is
@@ -33,6 +50,7 @@ export class PduWriter {
     } else {
       head = header.subarray(0, BHS_LENGTH);
     }
+    this.batch();
     if (dataLength === 0) return socket.write(head);
     const pad = (4 - (dataLength & 3)) & 3;
     let tail: Buffer | null = null;
@@ -52,11 +70,9 @@ export class PduWriter {
       if (tail !== null) tail.copy(out, head.length + dataLength);
       return socket.write(out);
     }
-    socket.cork();
     socket.write(head);
     socket.write(data!);
     if (tail !== null) socket.write(tail);
-    socket.uncork();
     return socket.writableLength < socket.writableHighWaterMark;
   }
 }
