@@ -27,11 +27,12 @@ export function lunDefinition(p: string, overrides: Partial<LunDefinition> = {})
 export async function startInProcessServer(opts: {
   iscsi?: Partial<IscsiSettings>;
   targets?: (dir: string) => TargetDefinition[];
+  portals?: EffectiveConfig['portals'];
 } = {}): Promise<RunningServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'glfs-target-test-'));
   const lunPath = path.join(dir, 'lun0.img');
   const config: EffectiveConfig = {
-    portals: [{ host: '127.0.0.1', port: 0, tpgt: 1 }],
+    portals: opts.portals ?? [{ host: '127.0.0.1', port: 0, tpgt: 1 }],
     targets: opts.targets?.(dir) ?? [{ iqn: TEST_TARGET, luns: [lunDefinition(lunPath)], acl: [{ initiator: '*', readOnly: false }] }],
     iscsi: {
       cmdWindow: 128, maxRecvDataSegmentLength: 262144, maxBurstLength: 1048576, firstBurstLength: 262144,
