@@ -9,7 +9,15 @@ import { LoginFailure, LoginStatus } from './login-status.js';
 import type { LoginOutcome } from './login.js';
 import { Session, SessionRegistry } from './session.js';
 import type { ServerContext } from './server-context.js';
+import { AUTH_DEFAULTS, AuthService } from '../auth/service.js';
+import { normalize as normalizeAddress } from '../auth/backoff.js';
 import { TargetNode } from './target-node.js';
+
+/**
+ * Bytes queued on a socket before the connection stops reading new commands (back-pressure):
+ * room for a full window of large reads in flight without pausing on every Data-In burst.
+ */
+const SOCKET_HIGH_WATER_MARK = 8 * 1024 * 1024;
 
 /**
  * The iSCSI target server: opens (and locks) every LUN's backing file, listens on the
@@ -27,11 +35,17 @@ export class IscsiServer implements ServerContext {
   private readonly sessionConnection = new Map<Session, Connection>();
   private readonly connectionCid = new Map<Connection, number>();
   private loggingIn = 0;
+  /** Connections in the login phase per source address, and each such connection's address. */
+  private readonly loggingInFrom = new Map<string, number>();
+  private readonly loginAddress = new Map<Connection, string>();
   private stopping = false;
+  /** CHAP keyring (replaced on reload) and the per-address authentication back-off. */
+  readonly auth: AuthService;
 
   constructor(config: EffectiveConfig, logger: Logger) {
     this.config = config;
     this.log = logger;
+    this.auth = new AuthService(config.iscsi);
   }
 
   get settings(): IscsiSettings {
@@ -44,6 +58,8 @@ export class IscsiServer implements ServerContext {
   }
 
   async start(): Promise<void> {
+    // CHAP secrets first: a missing or weak secret must stop the start-up before anything is opened.
+    this.auth.install(await this.auth.prepare(this.config), this.config);
     try {
       for (const def of this.config.targets) this.targets.set(def.iqn.toLowerCase(), await this.openTarget(def));
       for (const portal of this.config.portals) this.listeners.push(await this.listen(portal));
@@ -82,7 +98,7 @@ export class IscsiServer implements ServerContext {
 
   private listen(portal: PortalConfig): Promise<net.Server> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, portal));
+      const server = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_MARK }, (socket) => this.accept(socket, portal));
       server.once('error', reject);
       server.listen({ host: portal.host, port: portal.port, backlog: 511 }, () => {
         server.off('error', reject);
@@ -105,9 +121,30 @@ export class IscsiServer implements ServerContext {
       socket.destroy();
       return;
     }
+    const address = normalizeAddress(socket.remoteAddress ?? '');
+    const fromAddress = this.loggingInFrom.get(address) ?? 0;
+    const perAddress = this.settings.maxPendingLoginsPerAddress ?? AUTH_DEFAULTS.maxPendingLoginsPerAddress;
+    if (fromAddress >= perAddress) {
+      this.log.warn({ remote: socket.remoteAddress, limit: perAddress }, 'too many connections in login from this address; refusing connection');
+      socket.destroy();
+      return;
+    }
     this.loggingIn++;
+    this.loggingInFrom.set(address, fromAddress + 1);
     const conn = new Connection(socket, portal, this);
+    this.loginAddress.set(conn, address);
     this.connections.add(conn);
+  }
+
+  /** A connection left the login phase (full feature phase, or closed during login). */
+  private loginEnded(conn: Connection): void {
+    this.loggingIn--;
+    const address = this.loginAddress.get(conn);
+    if (address === undefined) return;
+    this.loginAddress.delete(conn);
+    const n = (this.loggingInFrom.get(address) ?? 1) - 1;
+    if (n <= 0) this.loggingInFrom.delete(address);
+    else this.loggingInFrom.set(address, n);
   }
 
   findTarget(iqn: string): TargetNode | undefined {
@@ -173,7 +210,7 @@ export class IscsiServer implements ServerContext {
   }
 
   loginCompleted(conn: Connection): void {
-    this.loggingIn--;
+    this.loginEnded(conn);
     const s = conn.session!;
     const p = s.params;
     this.log.info({
@@ -194,7 +231,7 @@ export class IscsiServer implements ServerContext {
 
   connectionClosed(conn: Connection): void {
     if (!this.connections.delete(conn)) return;
-    if (conn.inLogin) this.loggingIn--;
+    if (conn.inLogin) this.loginEnded(conn);
     this.connectionCid.delete(conn);
     const s = conn.session;
     if (s !== null && this.sessionConnection.get(s) === conn) {
@@ -247,22 +284,38 @@ export class IscsiServer implements ServerContext {
   }
 
   /**
-   * Apply a new configuration without dropping sessions: ACLs, aliases and iSCSI settings take
-   * effect for new logins. Changes to portals or LUNs need a restart and are reported.
+   * Apply a new configuration without dropping sessions: ACLs (with their CHAP secrets, read
+   * again now), discovery CHAP, aliases and iSCSI settings take effect for new logins; established
+   * sessions keep what they logged in with. Changes to portals or LUNs need a restart and are
+   * reported (a target whose LUNs changed still gets its new ACL and alias). Rejects, changing
+   * nothing, when a CHAP secret cannot be read or is too weak.
    */
-  reload(config: EffectiveConfig): string[] {
+  async reload(config: EffectiveConfig): Promise<string[]> {
     const needRestart: string[] = [];
     if (JSON.stringify(config.portals) !== JSON.stringify(this.config.portals)) needRestart.push('portals');
+    const updates: Array<[TargetNode, TargetDefinition]> = [];
     for (const def of config.targets) {
       const node = this.targets.get(def.iqn.toLowerCase());
       if (node === undefined) { needRestart.push(`new target ${def.iqn}`); continue; }
-      if (JSON.stringify(def.luns) !== JSON.stringify(node.definition.luns)) { needRestart.push(`LUNs of ${def.iqn}`); continue; }
-      node.definition = def;
+      if (JSON.stringify(def.luns) !== JSON.stringify(node.definition.luns)) {
+        needRestart.push(`LUNs of ${def.iqn}`);
+        updates.push([node, { ...def, luns: node.definition.luns }]);
+        continue;
+      }
+      updates.push([node, def]);
     }
-    for (const iqn of this.targets.keys()) {
-      if (!config.targets.some((t) => t.iqn.toLowerCase() === iqn)) needRestart.push(`removed target ${iqn}`);
+    for (const [iqn, node] of this.targets) {
+      if (config.targets.some((t) => t.iqn.toLowerCase() === iqn)) continue;
+      // Still open until a restart, but no longer in the file: nobody may log in (or discover it).
+      needRestart.push(`removed target ${iqn}`);
+      updates.push([node, { ...node.definition, acl: [] }]);
     }
+    // Read every secret before changing anything, then switch definitions and keyring together
+    // (synchronously, so no login sees a new ACL entry with the old keyring).
+    const keyring = await this.auth.prepare({ targets: updates.map(([, def]) => def), ...(config.discovery !== undefined ? { discovery: config.discovery } : {}) });
+    for (const [node, def] of updates) node.definition = def;
     this.config = { ...config, portals: this.config.portals, targets: this.config.targets.map((t) => this.targets.get(t.iqn.toLowerCase())?.definition ?? t) };
+    this.auth.install(keyring, this.config);
     return needRestart;
   }
 
