@@ -27,7 +27,9 @@ const MAX_WRITE_BUFFER = 32 * 1024 * 1024;
  * executes; results go back as Data-In (status collapsed into the last one) or SCSI Response.
  */
 export class CommandPath {
-  private readonly executing = new Set<Promise<void>>();
+  /** Commands inside the SCSI layer, and who waits for that number to reach zero. */
+  private executing = 0;
+  private drainWaiters: Array<() => void> = [];
 
   constructor(private readonly conn: Connection) {}
 
@@ -186,18 +188,26 @@ export class CommandPath {
     const target = session.target!;
     task.state = 'executing';
     task.r2ts.length = 0;
-    const run = target.device
+    this.executing++;
+    task.execution = target.device
       .execute({ nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOut, dataInLength: task.isRead ? task.edtl : 0 })
       .then(
-        (res) => this.complete(task, res),
+        (res) => this.finished(task, res),
         (err: unknown) => {
           this.conn.log.error({ err, itt: task.itt }, 'SCSI layer failed');
-          this.complete(task, { status: ScsiStatus.CheckCondition, sense: fixedSense(0x04, 0x44, 0x00) });
+          this.finished(task, { status: ScsiStatus.CheckCondition, sense: fixedSense(0x04, 0x44, 0x00) });
         },
-      )
-      .finally(() => this.executing.delete(run));
-    task.execution = run;
-    this.executing.add(run);
+      );
+  }
+
+  private finished(task: ScsiTask, res: ScsiResponse): void {
+    try {
+      this.complete(task, res);
+    } finally {
+      if (--this.executing === 0 && this.drainWaiters.length > 0) {
+        for (const resolve of this.drainWaiters.splice(0)) resolve();
+      }
+    }
   }
 
   /** Send the outcome of a task (RFC 7143 §11.4, §11.7) and retire it. */
@@ -277,8 +287,9 @@ export class CommandPath {
   }
 
   /** Resolves once every command handed to the SCSI layer has finished. */
-  async drain(): Promise<void> {
-    while (this.executing.size > 0) await Promise.allSettled([...this.executing]);
+  drain(): Promise<void> {
+    if (this.executing === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   /**
