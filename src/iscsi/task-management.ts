@@ -3,6 +3,7 @@ import { tmfResponseHeader } from '../pdu/target-pdus.js';
 import { decodeLun } from '../scsi/lun-address.js';
 import type { Connection } from './connection.js';
 import type { ScsiTask } from './scsi-task.js';
+import { TaskManagementFunction as TmfFunction } from '../scsi/types.js';
 import type { ServerContext } from './server-context.js';
 import { snDiff } from './serial.js';
 
@@ -18,17 +19,8 @@ const enum TmfResponse {
   Rejected = 255,
 }
 
-/** Functions, RFC 7143 §11.5.1. */
-const enum TmfFunction {
-  AbortTask = 1,
-  AbortTaskSet = 2,
-  ClearAca = 3,
-  ClearTaskSet = 4,
-  LogicalUnitReset = 5,
-  TargetWarmReset = 6,
-  TargetColdReset = 7,
-  TaskReassign = 8,
-}
+/** iSCSI's function 8 (RFC 7143 §11.5.1); 1–7 are SAM-5's, numbered alike. */
+const TASK_REASSIGN = 8;
 
 /**
  * Task management (RFC 7143 §11.5, SAM-5 §7). The response is sent only after every affected
@@ -43,7 +35,7 @@ export async function handleTaskManagement(conn: Connection, ctx: ServerContext,
     respond(TmfResponse.AuthorizationFailed);
     return;
   }
-  const fn = pdu.tmfFunction as TmfFunction;
+  const fn: number = pdu.tmfFunction;
   const lun = decodeLun(pdu.bhs, 8);
   const log = conn.log;
   switch (fn) {
@@ -102,7 +94,7 @@ export async function handleTaskManagement(conn: Connection, ctx: ServerContext,
       }
       return;
     }
-    case TmfFunction.TaskReassign:
+    case TASK_REASSIGN:
       respond(TmfResponse.ReassignmentNotSupported); // needs ErrorRecoveryLevel 2
       return;
     case TmfFunction.ClearAca:
