@@ -17,13 +17,17 @@
  *   servers exporting the same IQN and LUN therefore present the same identity (which is what
  *   multipath wants when they serve the same file); set serial/naa explicitly otherwise.
  * - acl omitted = any initiator (configWarnings() reports it); acl [] = nobody.
+ * - CHAP: acl[].chap and discovery.chap take { username, secret | secretFile | secretEnv,
+ *   mutual?: { username, secret | secretFile | secretEnv } }. loadConfigFile() reads every
+ *   secret and refuses ones shorter than 12 bytes and a mutual secret equal to the initiator's
+ *   (config/chap.ts); parseConfig() checks only the shape. Secret values never appear in messages.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import type { AclEntry, EffectiveConfig, IscsiSettings, LunDefinition, PortalConfig, TargetDefinition } from './types.js';
-import type { ChapConfig, ChapCredentials } from './chap.js';
+import { resolveChapSecrets, type ChapConfig, type ChapCredentials } from './chap.js';
 import { iscsiNameProblem } from './iscsi-name.js';
 import { formatPath, parseJsonText } from './json.js';
 import {
@@ -78,6 +82,10 @@ export const DEFAULT_ISCSI_SETTINGS: Readonly<IscsiSettings> = Object.freeze({
   maxPendingLogins: 64,
   defaultTime2Wait: 2,
   defaultTime2Retain: 0,
+  maxPendingLoginsPerAddress: 16,
+  authBackoffAfter: 5,
+  authBackoffInitial: 1,
+  authBackoffMax: 60,
 }) as Readonly<IscsiSettings>;
 
 const ISCSI_RANGES: Record<Exclude<keyof IscsiSettings, 'immediateData' | 'initialR2T' | 'headerDigest' | 'dataDigest'>, [number, number]> = {
@@ -92,6 +100,10 @@ const ISCSI_RANGES: Record<Exclude<keyof IscsiSettings, 'immediateData' | 'initi
   maxPendingLogins: [1, 65535],
   defaultTime2Wait: [0, 3600],
   defaultTime2Retain: [0, 3600],
+  maxPendingLoginsPerAddress: [1, 65535],
+  authBackoffAfter: [0, 1000],
+  authBackoffInitial: [1, 3600],
+  authBackoffMax: [1, 86400],
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -244,9 +256,15 @@ function required<T>(check: Check<T>) {
   });
 }
 
+/** A secret value: never echoed in a message, whatever it is. */
+const secretValue: Check<string> = (v) => {
+  if (typeof v !== 'string') return new Invalid('expected a string (the value is not shown)');
+  return v === '' ? new Invalid('must not be empty') : v;
+};
+
 const credentialsShape = {
   username: required(nonEmptyString),
-  secret: optional(nonEmptyString),
+  secret: optional(secretValue),
   secretFile: optional(nonEmptyString),
   secretEnv: optional(envName),
 };
@@ -364,7 +382,12 @@ const PortalSchema = z.unknown().transform((v, ctx): ParsedPortal => {
   return { address: r.data.address, ...(advertise !== undefined ? { advertise } : {}), ...(r.data.tpgt !== undefined ? { tpgt: r.data.tpgt } : {}) };
 });
 
+const DiscoverySchema = z.strictObject({
+  chap: ChapSchema.optional(),
+});
+
 const ConfigSchema = z.strictObject({
+  discovery: DiscoverySchema.optional(),
   portals: z.array(PortalSchema).min(1, { error: 'at least one portal is required; use e.g. ["0.0.0.0:3260"] (or leave portals out)' }).optional(),
   targets: z
     .array(TargetSchema)
@@ -385,6 +408,7 @@ const FIELDS: Record<string, string[]> = {
   luns: Object.keys(LunSchema.shape),
   acl: Object.keys(AclSchema.shape),
   chap: Object.keys(ChapSchema.shape),
+  discovery: Object.keys(DiscoverySchema.shape),
   mutual: Object.keys(CredentialsSchema.shape),
 };
 
@@ -592,21 +616,39 @@ function crossCheck(raw: Obj, baseDir: string): Issue[] {
         if (prev) issues.push({ path: [...here, 'initiator'], message: `${quote(name)} is listed twice (also ${where(prev)}); merge the entries` });
         else initiators.set(name, here);
       }
-      if (isObj(a.chap)) {
-        checkSecretSource(a.chap, [...here, 'chap'], issues);
-        if (isObj(a.chap.mutual)) {
-          checkSecretSource(a.chap.mutual, [...here, 'chap', 'mutual'], issues);
-          if (typeof a.chap.secret === 'string' && a.chap.secret !== '' && a.chap.mutual.secret === a.chap.secret) {
-            issues.push({
-              path: [...here, 'chap', 'mutual', 'secret'],
-              message: 'must differ from chap.secret: the iSCSI RFCs forbid using one CHAP secret in both directions',
-            });
-          }
-        }
-      }
+      if (isObj(a.chap)) checkChap(a.chap, [...here, 'chap'], issues);
     });
   });
+
+  if (isObj(raw.discovery) && isObj(raw.discovery.chap)) checkChap(raw.discovery.chap, ['discovery', 'chap'], issues);
+
+  if (isObj(raw.iscsi)) {
+    const [imin, imax] = ISCSI_RANGES.authBackoffInitial;
+    const [mmin, mmax] = ISCSI_RANGES.authBackoffMax;
+    const initial = raw.iscsi.authBackoffInitial === undefined ? DEFAULT_ISCSI_SETTINGS.authBackoffInitial : valid(intIn(imin, imax), raw.iscsi.authBackoffInitial);
+    const max = raw.iscsi.authBackoffMax === undefined ? DEFAULT_ISCSI_SETTINGS.authBackoffMax : valid(intIn(mmin, mmax), raw.iscsi.authBackoffMax);
+    if (initial !== undefined && max !== undefined && initial > max) {
+      issues.push({
+        path: raw.iscsi.authBackoffMax === undefined ? ['iscsi', 'authBackoffInitial'] : ['iscsi', 'authBackoffMax'],
+        message: `iscsi.authBackoffInitial (${initial}) is larger than iscsi.authBackoffMax (${max}); the back-off starts at the first and doubles up to the second`,
+      });
+    }
+  }
   return issues;
+}
+
+/** Secret sources of a CHAP block (ACL entry or discovery) and the one-secret-per-direction rule for inline secrets. */
+function checkChap(chap: Obj, here: PropertyKey[], issues: Issue[]): void {
+  checkSecretSource(chap, here, issues);
+  if (isObj(chap.mutual)) {
+    checkSecretSource(chap.mutual, [...here, 'mutual'], issues);
+    if (typeof chap.secret === 'string' && chap.secret !== '' && chap.mutual.secret === chap.secret) {
+      issues.push({
+        path: [...here, 'mutual', 'secret'],
+        message: 'must differ from chap.secret: the iSCSI RFCs forbid using one CHAP secret in both directions',
+      });
+    }
+  }
 }
 
 function checkSecretSource(cred: Obj, where: PropertyKey[], issues: Issue[]): void {
@@ -680,7 +722,10 @@ function build(parsed: ParsedConfig, baseDir: string, opts: ParseOptions): Effec
         ? path.resolve(cwd, env.GLFS_TARGET_DATA_DIR)
         : path.resolve(cwd, 'data');
 
-  return { portals, targets, iscsi, dataDir, logLevel: parsed.logLevel ?? 'info' };
+  return {
+    portals, targets, iscsi, dataDir, logLevel: parsed.logLevel ?? 'info',
+    ...(parsed.discovery?.chap !== undefined ? { discovery: { chap: buildChap(parsed.discovery.chap, baseDir) } } : {}),
+  };
 }
 
 function buildChap(c: NonNullable<NonNullable<ParsedConfig['targets'][number]['acl']>[number]['chap']>, baseDir: string): ChapConfig {
@@ -741,7 +786,12 @@ export async function loadConfigFile(file: string, opts: ParseOptions = {}): Pro
   const dupIssues = parsed.duplicateKeys.map(
     (d) => `${formatPath(d.path)}: defined twice (second time at ${file}:${d.line}:${d.column}); JSON keeps only the last one, remove one`,
   );
-  return parseWithExtraIssues(parsed.value, path.dirname(abs), opts, dupIssues);
+  const config = parseWithExtraIssues(parsed.value, path.dirname(abs), opts, dupIssues);
+  // CHAP secrets (inline, files, variables) are read and checked here, so that `check`, start-up
+  // and SIGHUP reload refuse a file whose secrets are missing or too short.
+  const { issues } = await resolveChapSecrets(config, opts.env ?? process.env);
+  if (issues.length > 0) throw new ConfigError(issues);
+  return config;
 }
 
 /**

@@ -1,3 +1,5 @@
+import type { ChapConfig } from './chap.js';
+
 /**
  * The effective configuration after validation and defaulting: what every other module reads.
  * The JSON file format (a superset with shorthands such as "0.0.0.0:3260" and "8G") is parsed
@@ -10,6 +12,12 @@ export interface EffectiveConfig {
   /** Directory for files the server creates itself (the embedded default's LUN file). */
   dataDir: string;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  /** Discovery sessions: CHAP when `chap` is set, otherwise open. Absent = open. */
+  discovery?: DiscoveryConfig;
+}
+
+export interface DiscoveryConfig {
+  chap?: ChapConfig;
 }
 
 export interface PortalConfig {
@@ -52,8 +60,8 @@ export interface AclEntry {
   /** Initiator IQN/EUI, or "*" for any initiator. */
   initiator: string;
   readOnly: boolean;
-  /** CHAP settings arrive with the authentication work; the shape leaves room for them. */
-  chap?: unknown;
+  /** CHAP required from this initiator (secrets are read by config/chap.ts resolveChapSecrets). */
+  chap?: ChapConfig;
 }
 
 export interface IscsiSettings {
@@ -79,4 +87,14 @@ export interface IscsiSettings {
   maxPendingLogins: number;
   defaultTime2Wait: number;
   defaultTime2Retain: number;
+  /** Most connections from one source address in the login phase at once (default 16). */
+  maxPendingLoginsPerAddress?: number;
+  /**
+   * Authentication back-off per source address: after this many authentication/authorization
+   * failures (0 = never back off; default 5), logins from the address are refused for
+   * authBackoffInitial seconds, doubling with each further failure up to authBackoffMax.
+   */
+  authBackoffAfter?: number;
+  authBackoffInitial?: number;
+  authBackoffMax?: number;
 }

@@ -63,6 +63,8 @@ export class Connection {
       findTarget: (iqn) => ctx.findTarget(iqn),
       establish: (outcome) => ctx.establish(this, outcome),
       checkExistingSession: (tsih, cid, name, isid, target) => ctx.checkExistingSession(tsih, cid, name, isid, target),
+      auth: ctx.auth,
+      remoteAddress: socket.remoteAddress ?? '',
     };
     this.login = new LoginHandler(loginCtx);
     this.loginTimer = setTimeout(() => {

@@ -1,3 +1,6 @@
+import { ChapError, ChapExchange, type ChapKeys } from '../auth/chap.js';
+import type { AuthBackoff } from '../auth/backoff.js';
+import type { AuthPolicy } from '../auth/service.js';
 import type { AclEntry, IscsiSettings, PortalConfig } from '../config/types.js';
 import { Opcode } from '../pdu/opcodes.js';
 import type { Pdu } from '../pdu/pdu.js';
@@ -26,9 +29,20 @@ export interface LoginOutcome {
   cmdSN: number;
 }
 
+/** What the login needs to authenticate: credentials per ACL entry / discovery, and the back-off. */
+export interface LoginAuth {
+  forAcl(entry: AclEntry): AuthPolicy;
+  forDiscovery(): AuthPolicy;
+  readonly backoff: AuthBackoff;
+}
+
 export interface LoginContext {
   readonly settings: IscsiSettings;
   readonly portal: PortalConfig;
+  /** Authentication state of the server. Absent: no CHAP (entries that ask for it refuse logins), no back-off. */
+  readonly auth?: LoginAuth;
+  /** Source address of the connection (authentication back-off). */
+  readonly remoteAddress?: string;
   findTarget(iqn: string): TargetNode | undefined;
   /** Create (or reinstate) the session; resolves its TSIH. May throw LoginFailure. */
   establish(outcome: LoginOutcome): Promise<number>;
@@ -62,6 +76,10 @@ export class LoginHandler {
   private acl: AclEntry | null = null;
   private authenticated = false;
   private sentTpgt = false;
+  /** What the ACL entry (or discovery) asks for; decided when the initiator identifies itself. */
+  private policy: AuthPolicy = { kind: 'none' };
+  private authMethod: 'None' | 'CHAP' | null = null;
+  private chap: ChapExchange | null = null;
 
   constructor(private readonly ctx: LoginContext) {
     this.negotiator = new Negotiator(ctx.settings, false);
@@ -80,11 +98,40 @@ export class LoginHandler {
     try {
       return await this.step(pdu);
     } catch (err) {
-      const failure =
+      let failure =
         err instanceof LoginFailure ? err
+        : err instanceof ChapError ? new LoginFailure(LoginStatus.AuthenticationFailure, err.message)
         : err instanceof TextFormatError || err instanceof NegotiationError ? new LoginFailure(LoginStatus.InitiatorError, err.message)
         : new LoginFailure(LoginStatus.TargetError, err instanceof Error ? err.message : String(err));
+      if (failure.status === LoginStatus.AuthenticationFailure || failure.status === LoginStatus.AuthorizationFailure) {
+        failure = this.countFailure(failure);
+      }
       return this.failureReply(pdu, failure);
+    }
+  }
+
+  /** Count an authentication/authorization failure against the source address (back-off). */
+  private countFailure(failure: LoginFailure): LoginFailure {
+    const auth = this.ctx.auth;
+    const address = this.ctx.remoteAddress;
+    if (auth === undefined || address === undefined || address === '') return failure;
+    const blockMs = auth.backoff.recordFailure(address);
+    if (blockMs === 0) return failure;
+    const n = auth.backoff.failures(address);
+    return new LoginFailure(failure.status, `${failure.message}; ${n} failures from this address, its logins are refused for ${Math.ceil(blockMs / 1000)} s`);
+  }
+
+  /** Refuse a login from an address in authentication back-off, before any credential is checked. */
+  private checkBackoff(): void {
+    const auth = this.ctx.auth;
+    const address = this.ctx.remoteAddress;
+    if (auth === undefined || address === undefined || address === '') return;
+    const ms = auth.backoff.blockedMs(address);
+    if (ms > 0) {
+      throw new LoginFailure(
+        LoginStatus.ServiceUnavailable,
+        `authentication back-off: ${auth.backoff.failures(address)} failed logins from this address; try again in ${Math.ceil(ms / 1000)} s`,
+      );
     }
   }
 
@@ -125,7 +172,12 @@ export class LoginHandler {
         if (SECURITY_KEYS.has(k)) throw new LoginFailure(LoginStatus.InitiatorError, `security key ${k} in operational stage`);
       }
       if (!this.authenticated && this.authRequired()) {
-        throw new LoginFailure(LoginStatus.AuthenticationFailure, 'authentication required but security stage skipped');
+        throw new LoginFailure(
+          LoginStatus.AuthenticationFailure,
+          this.authMethod === null
+            ? 'CHAP required, but the initiator skipped the security stage (no CHAP credentials configured on the initiator?)'
+            : 'CHAP required, but authentication did not complete',
+        );
       }
     }
     answer.push(...this.negotiator.respond(pairs));
@@ -169,11 +221,13 @@ export class LoginHandler {
     const name = get('InitiatorName');
     if (name === undefined || name === '') throw new LoginFailure(LoginStatus.MissingParameter, 'InitiatorName missing');
     this.initiatorName = name;
+    this.checkBackoff();
     const type = get('SessionType') ?? 'Normal';
     if (type !== 'Normal' && type !== 'Discovery') throw new LoginFailure(LoginStatus.SessionTypeNotSupported, `SessionType ${type}`);
     this.sessionType = type;
     this.negotiator.setDiscovery(type === 'Discovery');
     if (type === 'Discovery') {
+      this.setPolicy(this.ctx.auth?.forDiscovery() ?? { kind: 'none' }, 'discovery');
       this.checkTsih();
       return;
     }
@@ -185,7 +239,17 @@ export class LoginHandler {
     const entry = target.aclEntry(name);
     if (entry === undefined) throw new LoginFailure(LoginStatus.AuthorizationFailure, `initiator not in the ACL of ${target.iqn}`);
     this.acl = entry;
+    this.setPolicy(
+      this.ctx.auth?.forAcl(entry) ?? (entry.chap !== undefined ? { kind: 'unavailable' } : { kind: 'none' }),
+      `ACL entry ${JSON.stringify(entry.initiator)} of ${target.iqn}`,
+    );
     this.checkTsih();
+  }
+
+  private setPolicy(policy: AuthPolicy, what: string): void {
+    // Fail closed: CHAP configured but its secret not loaded (should not happen: the server reads them at start/reload).
+    if (policy.kind === 'unavailable') throw new LoginFailure(LoginStatus.TargetError, `CHAP secret of the ${what} is not loaded`);
+    this.policy = policy;
   }
 
   /** §6.3 / §11.12.? a non-zero TSIH names the session this connection joins: it must exist. */
@@ -195,22 +259,85 @@ export class LoginHandler {
   }
 
   private authRequired(): boolean {
-    return false;
+    return this.policy.kind === 'chap';
   }
 
-  /** Security stage (§6.3.1, §12): AuthMethod negotiation. */
+  /**
+   * Security stage (§6.3.1, §12): AuthMethod negotiation, then the CHAP exchange (§12.1.3) when
+   * the ACL entry (or discovery.chap) asks for CHAP. Every CHAP key must arrive at its step, once.
+   */
   private security(pairs: TextPairs): TextPairs {
-    const out: TextPairs = [];
-    const offered = pairs.find(([k]) => k === 'AuthMethod')?.[1];
-    if (offered !== undefined) {
-      const methods = offered.split(',');
-      if (!methods.includes('None')) {
-        throw new LoginFailure(LoginStatus.AuthenticationFailure, `no supported AuthMethod in ${offered}`);
-      }
-      out.push(['AuthMethod', 'None']);
+    const keys = new Map<string, string>();
+    for (const [k, v] of pairs) {
+      if (!SECURITY_KEYS.has(k)) continue;
+      if (keys.has(k)) throw new LoginFailure(LoginStatus.InitiatorError, `${k} sent twice`);
+      keys.set(k, v);
     }
-    if (!this.authRequired()) this.authenticated = true;
-    return out;
+    const out: TextPairs = [];
+    const offered = keys.get('AuthMethod');
+    if (offered !== undefined) {
+      if (this.authMethod !== null) throw new LoginFailure(LoginStatus.InitiatorError, 'AuthMethod negotiated twice');
+      const methods = offered.split(',');
+      const shown = offered.length > 60 ? `${offered.slice(0, 60)}…` : offered;
+      if (this.policy.kind === 'chap') {
+        if (!methods.includes('CHAP')) {
+          throw new LoginFailure(LoginStatus.AuthenticationFailure, `CHAP required, but the initiator offered only AuthMethod=${shown}`);
+        }
+        this.authMethod = 'CHAP';
+        this.chap = new ChapExchange(this.policy.creds);
+        out.push(['AuthMethod', 'CHAP']);
+      } else if (methods.includes('None')) {
+        this.authMethod = 'None';
+        out.push(['AuthMethod', 'None']);
+      } else {
+        throw new LoginFailure(
+          LoginStatus.AuthenticationFailure,
+          `no CHAP credentials are configured for this initiator, and it does not accept AuthMethod=None (offered ${shown})`,
+        );
+      }
+    }
+    const chapKeys: ChapKeys = {};
+    for (const k of ['CHAP_A', 'CHAP_I', 'CHAP_C', 'CHAP_N', 'CHAP_R'] as const) {
+      const v = keys.get(k);
+      if (v !== undefined) chapKeys[k] = v;
+    }
+    const chapSent = Object.keys(chapKeys);
+    const chap = this.chap;
+    if (chap === null) {
+      if (chapSent.length > 0) throw new LoginFailure(LoginStatus.AuthenticationFailure, `${chapSent.join(', ')} without AuthMethod=CHAP`);
+      if (this.policy.kind === 'chap') {
+        throw new LoginFailure(LoginStatus.AuthenticationFailure, 'CHAP required, but the initiator did not offer AuthMethod');
+      }
+      this.authenticated = true;
+      return out;
+    }
+    const only = (allowed: string[], step: string): void => {
+      const extra = chapSent.filter((k) => !allowed.includes(k));
+      if (extra.length > 0) throw new LoginFailure(LoginStatus.AuthenticationFailure, `${extra.join(', ')} unexpected ${step}`);
+    };
+    switch (chap.state) {
+      case 'algorithm':
+        if (chapKeys.CHAP_A === undefined) {
+          // The PDU that selected CHAP may stop there; the next one must bring CHAP_A.
+          if (offered !== undefined) {
+            only([], 'before CHAP_A');
+            return out;
+          }
+          throw new LoginFailure(LoginStatus.AuthenticationFailure, 'CHAP_A missing after AuthMethod=CHAP');
+        }
+        only(['CHAP_A'], 'with CHAP_A');
+        out.push(...chap.selectAlgorithm(chapKeys.CHAP_A));
+        return out;
+      case 'response':
+        // Checked again here so that connections opened in parallel do not buy more guesses.
+        this.checkBackoff();
+        out.push(...chap.verify(chapKeys));
+        this.authenticated = true;
+        return out;
+      case 'done':
+        only([], 'after authentication');
+        return out;
+    }
   }
 
   private reply(pdu: Pdu, transit: boolean, csg: number, nsg: number, pairs: TextPairs | undefined, tsih = 0): LoginReply {

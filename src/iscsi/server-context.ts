@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { IscsiSettings } from '../config/types.js';
 import type { Connection } from './connection.js';
-import type { LoginOutcome } from './login.js';
+import type { LoginAuth, LoginOutcome } from './login.js';
 import type { Session } from './session.js';
 import type { TargetNode } from './target-node.js';
 
@@ -9,6 +9,8 @@ import type { TargetNode } from './target-node.js';
 export interface ServerContext {
   readonly log: Logger;
   readonly settings: IscsiSettings;
+  /** Authentication state (CHAP keyring, back-off) that logins consult. */
+  readonly auth: LoginAuth;
   findTarget(iqn: string): TargetNode | undefined;
   /** Targets the initiator may log into, in configuration order (SendTargets filtering). */
   visibleTargets(initiatorName: string): TargetNode[];

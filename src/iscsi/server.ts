@@ -191,6 +191,7 @@ export class IscsiServer implements ServerContext {
     const tasks = [...session.tasks.values()];
     conn.destroy(reason);
     await conn.commands.abort(tasks, false);
+    session.target?.device.nexusLost(session.nexus); // SAM-5 I_T nexus loss (SPC-2 reservations end)
   }
 
   /**
@@ -226,6 +227,7 @@ export class IscsiServer implements ServerContext {
       s.closed = true;
       this.sessions.remove(s);
       this.sessionConnection.delete(s);
+      s.target?.device.nexusLost(s.nexus); // SAM-5 I_T nexus loss (SPC-2 reservations end)
     }
   }
 
@@ -240,7 +242,7 @@ export class IscsiServer implements ServerContext {
       s.closed = true;
       this.sessions.remove(s);
       this.sessionConnection.delete(s);
-      void conn.commands.abort([...s.tasks.values()], false);
+      void conn.commands.abort([...s.tasks.values()], false).then(() => s.target?.device.nexusLost(s.nexus)); // SAM-5 I_T nexus loss
     }
   }
 
@@ -322,13 +324,17 @@ export class IscsiServer implements ServerContext {
   /** Stop accepting, let in-flight commands finish (bounded), flush and close every LUN. */
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
-    await Promise.all(this.listeners.map((l) => new Promise<void>((r) => l.close(() => r()))));
+    // net.Server.close() calls back only once every connection is gone: stop listening now,
+    // wait for that at the end (connections still in login have nothing to finish).
+    const listenersClosed = Promise.all(this.listeners.map((l) => new Promise<void>((r) => l.close(() => r()))));
     this.listeners.length = 0;
+    for (const c of [...this.connections]) if (c.inLogin) c.destroy('server stopping');
     const conns = [...this.connections];
     const drained = Promise.all(conns.map((c) => c.commands.drain()));
     const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
     if ((await Promise.race([drained, timeout])) === 'timeout') this.log.warn('in-flight commands still running at shutdown; closing anyway');
     for (const c of conns) c.destroy('server stopping');
+    await listenersClosed;
     for (const t of this.targets.values()) {
       try {
         await t.device.close();

@@ -326,6 +326,8 @@ export interface TargetHandle {
   lunPath(i?: number): string;
   /** Captured stdout+stderr of the server process(es) so far. */
   logs(): string;
+  /** glfs-target only: the config file the server was started with (rewrite it and send SIGHUP to reload). */
+  configPath?: string;
   /** Exit status of the last stopped/killed process. */
   lastExit(): { code: number | null; signal: NodeJS.Signals | null } | undefined;
   pid(): number | undefined;
@@ -349,6 +351,14 @@ export interface StartGlfsOpts {
   iscsi?: Record<string, unknown>;
   port?: number;
   iqn?: string;
+  /**
+   * Portals to listen on (config "portals" entries). Default: ['127.0.0.1:PORT']. The object form
+   * carries `advertise` (the address announced in SendTargets, e.g. a VM's guestfwd address) and
+   * `tpgt`. The first portal's port is the one waited for and reported as `port`.
+   */
+  portals?: Array<string | { address: string; advertise?: string; tpgt?: number }>;
+  /** The target's ACL (default [{ initiator: '*' }]). */
+  acl?: Array<Record<string, unknown>>;
   /** Extra top-level config keys, shallow-merged last (may override anything). */
   extra?: Record<string, unknown>;
   /** Extra environment for the server process. */
@@ -370,12 +380,12 @@ export const DEFAULT_ISCSI = {
 export function glfsConfig(opts: StartGlfsOpts & { port: number; lunPaths: string[] }): Record<string, unknown> {
   const luns = opts.luns ?? [{ size: '1G' }];
   return {
-    portals: [`127.0.0.1:${opts.port}`],
+    portals: opts.portals ?? [`127.0.0.1:${opts.port}`],
     targets: [
       {
         iqn: opts.iqn ?? DEFAULT_IQN,
         luns: luns.map((l, i) => ({ lun: i, path: opts.lunPaths[i], size: l.size, readOnly: l.readOnly ?? false })),
-        acl: [{ initiator: '*' }],
+        acl: opts.acl ?? [{ initiator: '*' }],
       },
     ],
     iscsi: { ...DEFAULT_ISCSI, ...(opts.iscsi ?? {}) },
@@ -387,7 +397,9 @@ export function glfsConfig(opts: StartGlfsOpts & { port: number; lunPaths: strin
 /** Starts `node bin/glfs-target.js serve --config <temp config>` and waits for its port. */
 export async function startGlfsTarget(opts: StartGlfsOpts = {}): Promise<TargetHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'glfs-e2e-'));
-  const port = opts.port ?? (await freePort());
+  const first = opts.portals?.[0];
+  const firstPort = first === undefined ? undefined : Number(/:(\d+)$/.exec(typeof first === 'string' ? first : first.address)?.[1]);
+  const port = firstPort ?? opts.port ?? (await freePort());
   const luns = opts.luns ?? [{ size: '1G' }];
   const lunPaths = luns.map((l, i) => l.path ?? join(dir, `lun${i}.img`));
   const iqn = opts.iqn ?? DEFAULT_IQN;
@@ -437,6 +449,7 @@ export async function startGlfsTarget(opts: StartGlfsOpts = {}): Promise<TargetH
     url: (lun = 0) => `iscsi://127.0.0.1:${port}/${iqn}/${lun}`,
     lunPath: (i = 0) => lunPaths[i]!,
     logs: () => proc.logs(),
+    configPath,
     lastExit: () => proc.exit,
     pid: () => proc.pid,
     async stop() {

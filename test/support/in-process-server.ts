@@ -28,6 +28,8 @@ export async function startInProcessServer(opts: {
   iscsi?: Partial<IscsiSettings>;
   targets?: (dir: string) => TargetDefinition[];
   portals?: EffectiveConfig['portals'];
+  /** Discovery CHAP (EffectiveConfig.discovery). */
+  discovery?: EffectiveConfig['discovery'];
 } = {}): Promise<RunningServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'glfs-target-test-'));
   const lunPath = path.join(dir, 'lun0.img');
@@ -42,6 +44,7 @@ export async function startInProcessServer(opts: {
     },
     dataDir: dir,
     logLevel: 'warn',
+    ...(opts.discovery !== undefined ? { discovery: opts.discovery } : {}),
   };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const server = new IscsiServer(config, logger);

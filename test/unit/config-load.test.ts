@@ -96,6 +96,10 @@ describe('parseConfig: defaults', () => {
       maxPendingLogins: 64,
       defaultTime2Wait: 2,
       defaultTime2Retain: 0,
+      maxPendingLoginsPerAddress: 16,
+      authBackoffAfter: 5,
+      authBackoffInitial: 1,
+      authBackoffMax: 60,
     });
   });
 
