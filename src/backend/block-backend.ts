@@ -4,12 +4,21 @@
  *
  * Implementations reject with an Error carrying `code` (the errno name, e.g. 'EIO', 'ENOSPC')
  * when the I/O fails; they never report success for data that was not transferred.
+ *
+ * The optional members are capabilities: a logical unit reports thin provisioning only when the
+ * backend can deallocate (`punchHole` + `mapStatus`), and persistent reservations survive a
+ * restart (APTPL) only when it can keep sidecar state (`readSidecar` + `writeSidecar`).
  */
 export interface BlockBackend {
   /** Human-readable location (file path or "memory"), for logs. */
   readonly description: string;
   /** Capacity in bytes (a multiple of the LU block size). */
   readonly sizeBytes: number;
+  /**
+   * Granularity, in bytes, at which storage is allocated and released (the file system block);
+   * a power of two. Deallocating less than one aligned unit only zeroes the bytes.
+   */
+  readonly allocationUnit?: number;
   /** Fill `buf` completely with the bytes at `offset`. */
   read(buf: Buffer, offset: number): Promise<void>;
   /** Write all of `buf` at `offset`. With `durable`, resolve only once the data is on stable storage. */
@@ -18,4 +27,29 @@ export interface BlockBackend {
   flush(): Promise<void>;
   /** Release the file (and its lock). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Deallocate [offset, offset + length): afterwards the range reads as zeros. Whole allocation
+   * units inside it are released (a hole is punched, the file size is kept); partial units at
+   * the edges are zeroed and stay allocated. With `durable`, resolve only once the change is on
+   * stable storage.
+   */
+  punchHole?(offset: number, length: number, durable: boolean): Promise<void>;
+  /**
+   * Allocation state at `offset`: whether the bytes there are backed by storage (`mapped`) or a
+   * hole, and for how many bytes from `offset` that state lasts (at least 1, at most `length`).
+   */
+  mapStatus?(offset: number, length: number): Promise<BackendExtent>;
+  /** Contents of the sidecar file `name` kept next to the storage (e.g. "pr.json"), or undefined if none. */
+  readSidecar?(name: string): Promise<Buffer | undefined>;
+  /**
+   * Replace the sidecar `name` atomically and durably (undefined removes it): after a crash it
+   * holds either the old or the new contents, never a mix.
+   */
+  writeSidecar?(name: string, data: Buffer | undefined): Promise<void>;
+}
+
+/** One run of bytes with the same allocation state (BlockBackend.mapStatus). */
+export interface BackendExtent {
+  mapped: boolean;
+  length: number;
 }

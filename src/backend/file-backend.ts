@@ -1,12 +1,32 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import type { BlockBackend } from './block-backend.js';
+import { basename, dirname } from 'node:path';
+import type { BackendExtent, BlockBackend } from './block-backend.js';
 
 /** The part of fs-ext (CommonJS, no bundled types) this module uses. */
 interface FsExt {
   flock(fd: number, flags: 'sh' | 'ex' | 'shnb' | 'exnb' | 'un', cb: (err: NodeJS.ErrnoException | null) => void): void;
+  /** lseek(2) on the thread pool; `whence` is passed through, so SEEK_DATA/SEEK_HOLE work on Linux. */
+  seek(fd: number, offset: number, whence: number, cb: (err: NodeJS.ErrnoException | null, pos: number) => void): void;
 }
-const fsExt = createRequire(import.meta.url)('fs-ext') as FsExt;
+/** The part of fs-native-extensions (holepunchto; CommonJS, prebuilt N-API addon) this module uses. */
+interface FsNativeExt {
+  /** fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) on Linux, on the thread pool. */
+  trim(fd: number, offset: number, length: number): Promise<void>;
+}
+const require = createRequire(import.meta.url);
+const fsExt = require('fs-ext') as FsExt;
+const fsNative = require('fs-native-extensions') as FsNativeExt;
+
+/** lseek(2) whence values for holes (Linux ≥ 3.1; other file systems treat the file as all data). */
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
+/** errno names meaning "this file system cannot punch holes" rather than "the I/O failed". */
+const NO_PUNCH = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
+/** errno names meaning "this file system does not know SEEK_DATA/SEEK_HOLE". */
+const NO_SEEK_HOLE = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL']);
+/** Largest zero buffer written when punching is not supported. */
+const ZERO_CHUNK = 1024 * 1024;
 
 export interface FileBackendOptions {
   path: string;
@@ -40,6 +60,12 @@ function pFdatasync(fd: number): Promise<void> {
 function pFlock(fd: number, flags: 'exnb' | 'un'): Promise<void> {
   return new Promise((resolve, reject) => fsExt.flock(fd, flags, (err) => (err ? reject(err) : resolve())));
 }
+function pSeek(fd: number, offset: number, whence: number): Promise<number> {
+  return new Promise((resolve, reject) => fsExt.seek(fd, offset, whence, (err, pos) => (err ? reject(err) : resolve(pos))));
+}
+function pFsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
 
 /**
  * A LUN backed by a regular file (typically on a GlusterFS FUSE mount), accessed with positional
@@ -59,8 +85,15 @@ export class FileBackend implements BlockBackend {
   /** Size of the file on disk (sizeBytes is this rounded down to a whole block). */
   readonly fileSizeBytes: number;
 
+  /** File system block size (st_blksize, clamped to [block size, 1 MiB]): the hole granularity. */
+  readonly allocationUnit: number;
+
   private fd: number;
   private closing?: Promise<void>;
+  /** Cleared when the file system refuses FALLOC_FL_PUNCH_HOLE; zeros are written instead. */
+  private canPunch = true;
+  /** Cleared when the file system refuses SEEK_DATA/SEEK_HOLE; everything then reads as mapped. */
+  private canSeekHoles = true;
 
   private constructor(
     path: string,
@@ -70,7 +103,9 @@ export class FileBackend implements BlockBackend {
     readOnly: boolean,
     created: boolean,
     grewFrom: number | undefined,
+    allocationUnit: number,
   ) {
+    this.allocationUnit = allocationUnit;
     this.description = path;
     this.fd = fd;
     this.sizeBytes = sizeBytes;
@@ -136,7 +171,7 @@ export class FileBackend implements BlockBackend {
       if (capacity === 0) {
         throw errnoError(`${path} is smaller than one ${blockSize}-byte block (${fileSize} bytes)`, 'EINVAL');
       }
-      return new FileBackend(path, fd, capacity, fileSize, readOnly, created, grewFrom);
+      return new FileBackend(path, fd, capacity, fileSize, readOnly, created, grewFrom, allocationUnitOf(st.blksize, blockSize));
     } catch (err) {
       await pClose(fd).catch(() => undefined); // closing the fd also drops the lock
       throw err;
@@ -193,6 +228,107 @@ export class FileBackend implements BlockBackend {
     return pFdatasync(this.fd);
   }
 
+  /**
+   * fallocate(PUNCH_HOLE | KEEP_SIZE) through fs-native-extensions; the kernel releases whole
+   * file system blocks and zeroes partial ones. A file system without hole punching gets zeros
+   * written instead, so the range still reads as zeros (what LBPRZ promises).
+   */
+  async punchHole(offset: number, length: number, durable: boolean): Promise<void> {
+    const fd = this.fd;
+    if (fd < 0) throw closedError(this.description);
+    if (length <= 0) return;
+    if (this.canPunch) {
+      try {
+        await fsNative.trim(fd, offset, length);
+      } catch (err) {
+        if (!NO_PUNCH.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+        this.canPunch = false;
+      }
+    }
+    if (!this.canPunch) {
+      const zeros = Buffer.alloc(Math.min(length, ZERO_CHUNK));
+      for (let done = 0; done < length; done += zeros.length) {
+        const n = Math.min(zeros.length, length - done);
+        await this.write(n === zeros.length ? zeros : zeros.subarray(0, n), offset + done, false);
+      }
+    }
+    if (durable) await pFdatasync(fd);
+  }
+
+  /** SEEK_DATA / SEEK_HOLE from `offset` (lseek on the thread pool; reads and writes are positional, so the file offset it moves is unused). */
+  async mapStatus(offset: number, length: number): Promise<BackendExtent> {
+    const fd = this.fd;
+    if (fd < 0) throw closedError(this.description);
+    const end = offset + Math.max(length, 1);
+    if (!this.canSeekHoles) return { mapped: true, length: end - offset };
+    let data: number;
+    try {
+      data = await pSeek(fd, offset, SEEK_DATA);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (code === 'ENXIO') return { mapped: false, length: end - offset }; // only a hole from here to EOF
+      if (!NO_SEEK_HOLE.has(code)) throw err;
+      this.canSeekHoles = false;
+      return { mapped: true, length: end - offset };
+    }
+    if (data > offset) return { mapped: false, length: Math.min(data, end) - offset };
+    // EOF counts as a hole, so this always answers for a data offset.
+    const hole = await pSeek(fd, offset, SEEK_HOLE);
+    return { mapped: true, length: Math.max(1, Math.min(hole, end) - offset) };
+  }
+
+  /** `<lun file>.<name>`: read whole; ENOENT is "no sidecar". */
+  async readSidecar(name: string): Promise<Buffer | undefined> {
+    try {
+      return await fs.promises.readFile(`${this.description}.${name}`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Atomic replace of `<lun file>.<name>`: write a temporary file in the same directory, fsync it,
+   * rename it over the old one, fsync the directory. Removing unlinks and fsyncs the directory.
+   */
+  async writeSidecar(name: string, data: Buffer | undefined): Promise<void> {
+    const target = `${this.description}.${name}`;
+    const dir = dirname(target);
+    if (data === undefined) {
+      try {
+        await fs.promises.unlink(target);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw err;
+      }
+      await syncDir(dir);
+      return;
+    }
+    const tmp = `${dir}/.${basename(target)}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`;
+    const { O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
+    const fd = await pOpen(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o644);
+    try {
+      try {
+        let done = 0;
+        while (done < data.length) {
+          const n = await new Promise<number>((resolve, reject) =>
+            fs.write(fd, data, done, data.length - done, done, (err, k) => (err ? reject(err) : resolve(k))),
+          );
+          if (n === 0) throw errnoError(`${tmp}: write made no progress`, 'EIO');
+          done += n;
+        }
+        await pFsync(fd);
+      } finally {
+        await pClose(fd);
+      }
+      await fs.promises.rename(tmp, target);
+    } catch (err) {
+      await fs.promises.unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await syncDir(dir);
+  }
+
   close(): Promise<void> {
     if (this.closing) return this.closing;
     const fd = this.fd;
@@ -209,9 +345,26 @@ export class FileBackend implements BlockBackend {
   }
 }
 
+/** st_blksize as a power of two within [blockSize, 1 MiB] (FUSE may report odd values). */
+function allocationUnitOf(blksize: number, blockSize: number): number {
+  let unit = blockSize;
+  while (unit < blksize && unit < 1024 * 1024) unit *= 2;
+  return unit;
+}
+
 function fileError(path: string, what: string, err: unknown): NodeJS.ErrnoException {
   const e = err as NodeJS.ErrnoException;
   return errnoError(`${path}: ${what}: ${e.message}`, e.code ?? 'EIO', err);
+}
+
+/** fsync a directory so a rename/unlink in it is durable. */
+async function syncDir(dir: string): Promise<void> {
+  const fd = await pOpen(dir, fs.constants.O_RDONLY);
+  try {
+    await pFsync(fd);
+  } finally {
+    await pClose(fd);
+  }
 }
 
 function closedError(path: string): NodeJS.ErrnoException {

@@ -5,7 +5,32 @@ import type { ScsiRequest, ScsiResponse } from './types.js';
 export interface DeviceContext {
   /** LUNs of every logical unit in the target, ascending. */
   lunNumbers(): readonly number[];
+  /**
+   * Abort every task of the given I_T nexuses on `lun` (PERSISTENT RESERVE OUT / PREEMPT AND
+   * ABORT, SPC-4 §5.13.11.4.4). Resolves once they have left the SCSI layer. Absent when the
+   * transport did not provide it.
+   */
+  abortTasksOf?(lun: number, nexusIds: readonly string[]): Promise<void>;
+  /**
+   * The logical unit of this target device a VPD 83h designator names (EXTENDED COPY's
+   * identification CSCD descriptors): code set, association and designator type byte
+   * (association << 4 | type), and the designator.
+   */
+  unitByDesignator?(codeSet: number, assocType: number, designator: Buffer): LogicalUnit | undefined;
 }
+
+/**
+ * How a command is treated while a reservation is held by another I_T nexus (SPC-4 §5.13.1
+ * tables for persistent reservations, SBC-3 §4.17 for block commands, SPC-2 §5.5.1):
+ * - `exempt`: never conflicts (INQUIRY, REPORT LUNS, REQUEST SENSE).
+ * - `allowed`: allowed under every persistent reservation type; conflicts under another nexus'
+ *   SPC-2 RESERVE.
+ * - `read`: allowed for non-holders under Write Exclusive types, conflicts under Exclusive Access.
+ * - `write`: conflicts for non-holders (non-registrants for registrants-only / all-registrants).
+ * - `pr`: PERSISTENT RESERVE IN/OUT: conflicts under any SPC-2 reservation, else the handler decides.
+ * - `spc2`: RESERVE/RELEASE(6/10): the handler decides (SPC-4 §5.13.3).
+ */
+export type ReservationClass = 'exempt' | 'allowed' | 'read' | 'write' | 'pr' | 'spc2';
 
 export type CommandHandler = (
   lu: LogicalUnit,
@@ -26,6 +51,13 @@ export interface CommandDescriptor {
    */
   readonly usage: readonly number[];
   readonly handler: CommandHandler;
+  /**
+   * Whether the command exists on this logical unit (e.g. UNMAP only when thin provisioned).
+   * Default: always. Where false, it is an invalid operation code and RSOC does not list it.
+   */
+  readonly available?: (lu: LogicalUnit) => boolean;
+  /** Treatment under reservations; a function for commands whose class depends on CDB fields. Default `write`. */
+  readonly reservation?: ReservationClass | ((cdb: Buffer) => ReservationClass);
 }
 
 /** Lookup result for an opcode that exists but whose service action is not implemented. */

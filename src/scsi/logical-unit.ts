@@ -2,6 +2,8 @@ import type { BlockBackend } from '../backend/block-backend.js';
 import { BAD_SERVICE_ACTION, type CommandTable, type DeviceContext } from './command-table.js';
 import { COMMANDS } from './commands.js';
 import type { ModeUnit } from './mode-pages.js';
+import { RangeLock } from './range-lock.js';
+import { Reservations } from './reservations.js';
 import {
   Asc,
   SenseKey,
@@ -9,14 +11,28 @@ import {
   internalTargetFailure,
   invalidFieldInCdb,
   invalidOpcode,
+  reservationConflict,
+  senseError,
   writeError,
 } from './sense.js';
-import type { ScsiRequest, ScsiResponse } from './types.js';
+import type { ItNexus, ScsiRequest, ScsiResponse } from './types.js';
 import { UnitAttentions } from './unit-attention.js';
 import type { InquiryIdentity } from './vpd.js';
+import { CopyManager } from './xcopy.js';
 
 /** Largest data transfer of one READ/WRITE/VERIFY, reported in the Block Limits VPD page. */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * UNMAP limits (Block Limits VPD): at most this many LBAs per command, in at most
+ * MAX_UNMAP_DESCRIPTORS descriptors. Hole punching is cheap; the bound keeps one command short
+ * enough for initiator timeouts on slow (network) file systems.
+ */
+export const MAX_UNMAP_LBA_COUNT = 1024 * 1024;
+export const MAX_UNMAP_DESCRIPTORS = 256;
+
+/** COMPARE AND WRITE: at most this many blocks (the NUMBER OF LOGICAL BLOCKS field is one byte). */
+export const MAX_COMPARE_AND_WRITE_BLOCKS = 255;
 
 export interface LogicalUnitOptions {
   lun: number;
@@ -34,6 +50,11 @@ export interface LogicalUnitOptions {
   targetName: string;
   /** When set, VPD 83h also carries the target port designators for this portal group. */
   targetPortalGroupTag?: number;
+  /**
+   * Report logical block provisioning (thin provisioning: UNMAP, WRITE SAME with UNMAP, GET LBA
+   * STATUS). Default: whenever the backend can punch holes and report them.
+   */
+  thinProvisioning?: boolean;
 }
 
 /**
@@ -63,10 +84,28 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   readonly targetName: string;
   readonly targetPortalGroupTag?: number;
   readonly maxTransferBlocks: number;
+  /** Thin provisioned (LBPME = 1): UNMAP / WRITE SAME UNMAP deallocate, GET LBA STATUS reports holes. */
+  readonly thinProvisioned: boolean;
+  /** OPTIMAL UNMAP GRANULARITY, in blocks: the backend's allocation unit. */
+  readonly unmapGranularity: number;
+  readonly maxUnmapBlocks: number;
+  readonly maxUnmapDescriptors: number;
+  readonly maxCompareWriteBlocks: number;
+  /** MAXIMUM WRITE SAME LENGTH: as much as one maximal WRITE transfers. */
+  readonly maxWriteSameBlocks: number;
   readonly unitAttentions = new UnitAttentions();
   readonly commands: CommandTable = COMMANDS;
+  /** Range locks over LBAs: writes shared, read-modify-write commands exclusive. */
+  readonly locks = new RangeLock();
+  readonly reservations: Reservations;
+  /** EXTENDED COPY's held copy status data. */
+  readonly copyManager = new CopyManager();
 
   private wce: boolean;
+  /** Persistent reservation state is loaded (from the backend's sidecar) before the first command runs. */
+  private ready = false;
+  private readonly loading: Promise<void>;
+  private loadError: unknown;
 
   constructor(opts: LogicalUnitOptions) {
     const bs = opts.blockSize;
@@ -94,6 +133,34 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
     this.targetName = opts.targetName;
     if (opts.targetPortalGroupTag !== undefined) this.targetPortalGroupTag = opts.targetPortalGroupTag;
     this.maxTransferBlocks = Math.max(1, Math.floor(MAX_TRANSFER_BYTES / bs));
+    const b = opts.backend;
+    this.thinProvisioned = (opts.thinProvisioning ?? true) && b.punchHole !== undefined && b.mapStatus !== undefined;
+    this.unmapGranularity = Math.max(1, Math.floor((b.allocationUnit ?? bs) / bs));
+    this.maxUnmapBlocks = this.thinProvisioned ? MAX_UNMAP_LBA_COUNT : 0;
+    this.maxUnmapDescriptors = this.thinProvisioned ? MAX_UNMAP_DESCRIPTORS : 0;
+    this.maxWriteSameBlocks = this.maxTransferBlocks;
+    this.maxCompareWriteBlocks = Math.min(MAX_COMPARE_AND_WRITE_BLOCKS, Math.floor(this.maxTransferBlocks / 2));
+    this.reservations = new Reservations(this);
+    this.loading = this.reservations.load().then(
+      () => {
+        this.ready = true;
+      },
+      (err: unknown) => {
+        this.loadError = err;
+        this.ready = true;
+      },
+    );
+  }
+
+  /**
+   * Resolves once the persisted state (persistent reservations with APTPL) is loaded; rejects
+   * with the reason if it could not be: the LU then answers NOT READY / MANUAL INTERVENTION
+   * REQUIRED to everything but INQUIRY, REPORT LUNS and REQUEST SENSE rather than run without
+   * the reservations initiators rely on for fencing.
+   */
+  async opened(): Promise<void> {
+    await this.loading;
+    if (this.loadError !== undefined) throw this.loadError;
   }
 
   /** Current WCE: with false, every write is made durable before GOOD status. */
@@ -107,8 +174,12 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
    */
   async execute(req: ScsiRequest, dev: DeviceContext): Promise<ScsiResponse> {
     try {
+      if (!this.ready) await this.loading;
       const cdb = req.cdb;
       const op = cdb[0] ?? 0;
+      if (this.loadError !== undefined && UA_EXEMPT[op] === 0) {
+        return senseError(SenseKey.NOT_READY, Asc.LOGICAL_UNIT_NOT_READY_MANUAL_INTERVENTION_REQUIRED);
+      }
       const ua = this.unitAttentions.queueFor(req.nexus.id);
       if (ua.length !== 0 && UA_EXEMPT[op] === 0) {
         const code = ua.shift()!;
@@ -117,11 +188,17 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
       const d = this.commands.lookup(cdb);
       if (d === undefined) return invalidOpcode();
       if (d === BAD_SERVICE_ACTION) return invalidFieldInCdb(1, 4);
+      if (d.available !== undefined && !d.available(this)) return invalidOpcode();
       const control = d.usage.length - 1;
       if (cdb.length <= control) return invalidFieldInCdb(0);
       // NACA = 1 asks for ACA, which this device server does not support: SAM-5 (CONTROL byte)
       // requires ILLEGAL REQUEST / INVALID FIELD IN CDB.
       if (cdb[control]! & 0x04) return invalidFieldInCdb(control, 2);
+      if (!this.reservations.idle) {
+        const r = d.reservation;
+        const cls = r === undefined ? 'write' : typeof r === 'function' ? r(cdb) : r;
+        if (this.reservations.conflicts(cls, req.nexus)) return reservationConflict();
+      }
       return await d.handler(this, req, dev);
     } catch {
       return internalTargetFailure();
@@ -145,8 +222,24 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
     return undefined;
   }
 
-  /** Logical unit reset or hard reset: `code` becomes the unit attention for every known nexus. */
+  /**
+   * Logical unit reset or hard reset: `code` becomes the unit attention for every known nexus,
+   * and an SPC-2 RESERVE ends (SPC-2 §5.5.1). Persistent reservations are unaffected.
+   */
   reset(code: number): void {
     this.unitAttentions.establish(code);
+    this.reservations.reset();
+    this.copyManager.forget();
+  }
+
+  /**
+   * The transport lost an I_T nexus (session closed, logged out or reinstated): its SPC-2
+   * reservation ends, and it will see I_T NEXUS LOSS OCCURRED (29h/07h) if it comes back
+   * (SAM-5 §6.3.4). Registrations and persistent reservations stay.
+   */
+  nexusLost(nexus: ItNexus): void {
+    this.reservations.nexusLost(nexus.id);
+    this.copyManager.forget(nexus.id);
+    if (this.unitAttentions.knows(nexus.id)) this.unitAttentions.establishFor(nexus.id, Asc.I_T_NEXUS_LOSS_OCCURRED);
   }
 }

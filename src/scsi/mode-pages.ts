@@ -45,11 +45,16 @@ export function modePage(u: ModeUnit, code: number, pc: number): Buffer | undefi
     case ModePage.CONTROL: {
       // SPC-4 §7.5.8 Control mode page, 0Ch bytes, nothing changeable: TST 000b (one task set),
       // D_SENSE 0 (fixed sense), QUEUE ALGORITHM MODIFIER 1 (unrestricted reordering: commands
-      // complete out of order), QERR 00b, UA_INTLCK_CTRL 00b, SWP 0, TAS 0, busy timeout unset.
+      // complete out of order), QERR 00b, UA_INTLCK_CTRL 00b, SWP 0, busy timeout unset.
+      // TAS 1: tasks aborted by another I_T nexus' task management (or PREEMPT AND ABORT) end
+      // with TASK ABORTED status, which is what the iSCSI layer sends them.
       const p = Buffer.alloc(0x0c);
       p[0] = 0x0a;
       p[1] = 0x0a;
-      if (pc !== PageControl.CHANGEABLE) p[3] = 0x10;
+      if (pc !== PageControl.CHANGEABLE) {
+        p[3] = 0x10;
+        p[5] = 0x40; // TAS
+      }
       return p;
     }
     case ModePage.INFORMATIONAL_EXCEPTIONS: {

@@ -22,7 +22,7 @@ import { ScsiStatus, type ScsiRequest, type ScsiResponse } from './types.js';
  * SBC-3 (READ/WRITE/VERIFY/SYNCHRONIZE CACHE): an LBA at or past the capacity, or a range running past the last block, is
  * LOGICAL BLOCK ADDRESS OUT OF RANGE — also with a zero transfer length.
  */
-function outOfRange(lu: LogicalUnit, lba: number, blocks: number): boolean {
+export function outOfRange(lu: LogicalUnit, lba: number, blocks: number): boolean {
   return lba >= lu.blocks || blocks > lu.blocks - lba;
 }
 
@@ -30,7 +30,7 @@ function outOfRange(lu: LogicalUnit, lba: number, blocks: number): boolean {
  * Transfer length above the Block Limits VPD MAXIMUM TRANSFER LENGTH: SBC-3 §6.5.3 requires
  * INVALID FIELD IN CDB (callers point the SKSV field pointer at TRANSFER LENGTH).
  */
-function tooLong(lu: LogicalUnit, blocks: number): boolean {
+export function tooLong(lu: LogicalUnit, blocks: number): boolean {
   return blocks > lu.maxTransferBlocks;
 }
 
@@ -42,14 +42,14 @@ function tooLong(lu: LogicalUnit, blocks: number): boolean {
  * written: ILLEGAL REQUEST / INVALID FIELD IN INFORMATION UNIT (0Eh/03h), which those tests also
  * accept and LIO reports.
  */
-const PARTIAL_BLOCK = -1;
-function usableBytes(data: Buffer | undefined, need: number, blockSize: number): number {
+export const PARTIAL_BLOCK = -1;
+export function usableBytes(data: Buffer | undefined, need: number, blockSize: number): number {
   const have = data === undefined ? 0 : data.length;
   if (have >= need) return need;
   return have % blockSize === 0 ? have : PARTIAL_BLOCK;
 }
 
-function partialBlock(): ScsiResponse {
+export function partialBlock(): ScsiResponse {
   return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
 }
 
@@ -135,10 +135,16 @@ function writeBlocks(
 }
 
 async function writeFrom(lu: LogicalUnit, buf: Buffer, offset: number, durable: boolean, transferLength: number): Promise<ScsiResponse> {
+  // Shared range lock: concurrent writes proceed, but never inside a COMPARE AND WRITE (or other
+  // read-modify-write) of an overlapping range. Uncontended, this returns synchronously.
+  let release = lu.locks.acquire(offset / lu.blockSize, buf.length / lu.blockSize, false);
+  if (typeof release !== 'function') release = await release;
   try {
     await lu.backend.write(buf, offset, durable);
   } catch (err) {
     return writeError(err);
+  } finally {
+    release();
   }
   return { status: ScsiStatus.Good, transferLength };
 }
@@ -205,7 +211,7 @@ function verify(
   return compare(lu, lba, compareBlocks, expected);
 }
 
-async function compare(lu: LogicalUnit, lba: number, blocks: number, expected: Buffer): Promise<ScsiResponse> {
+export async function compare(lu: LogicalUnit, lba: number, blocks: number, expected: Buffer): Promise<ScsiResponse> {
   const bs = lu.blockSize;
   const medium = Buffer.allocUnsafe(blocks * bs);
   try {
@@ -260,7 +266,9 @@ function readCapacity16(lu: LogicalUnit, req: ScsiRequest): ScsiResponse {
   writeU64(b, lu.blocks - 1, 0);
   b.writeUInt32BE(lu.blockSize, 8);
   // [12] P_TYPE/PROT_EN 0; [13] P_I_EXPONENT 0, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0;
-  // [14..15] LBPME 0, LBPRZ 0, LOWEST ALIGNED LBA 0.
+  // [14..15] LBPME, LBPRZ, LOWEST ALIGNED LBA 0. Thin provisioned: LBPME = 1, and a
+  // deallocated block (a hole) reads as zeros: LBPRZ = 1.
+  if (lu.thinProvisioned) b[14] = 0x80 | 0x40;
   return good(truncate(b, req.cdb.readUInt32BE(10)));
 }
 
@@ -306,6 +314,39 @@ async function startStopUnit(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiRes
   return good();
 }
 
+// --- PRE-FETCH, READ DEFECT DATA -------------------------------------------------------------
+
+/**
+ * PRE-FETCH(10/16), SBC-3 §5.9/§5.10: the range must be addressable (PREFETCH LENGTH 0 = to the
+ * last block). The only cache is the host's page cache, which this device server cannot pin, so
+ * it reports GOOD: "the cache does not have sufficient capacity to accept all of the specified
+ * logical blocks" (CONDITION MET would promise they are cached).
+ */
+function prefetch(lu: LogicalUnit, lba: number, blocks: number): ScsiResponse {
+  if (lba >= lu.blocks) return lbaOutOfRange();
+  if (blocks !== 0 && outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+  return good();
+}
+
+/**
+ * READ DEFECT DATA(10/12), SBC-3 §5.12/§5.13: a file has no primary or grown defects. The lists
+ * asked for are reported as present and empty, in the format asked for.
+ */
+function readDefectData(req: ScsiRequest, twelve: boolean): ScsiResponse {
+  const c = req.cdb;
+  const flags = (twelve ? c[1]! : c[2]!) & 0x1f; // REQ_PLIST, REQ_GLIST, DEFECT LIST FORMAT
+  const alloc = twelve ? c.readUInt32BE(6) : c.readUInt16BE(7);
+  const out = Buffer.alloc(twelve ? 8 : 4);
+  out[1] = flags; // PLISTV/GLISTV mirror the request; DEFECT LIST LENGTH 0
+  return good(truncate(out, alloc));
+}
+
+/** START STOP UNIT that starts the unit (POWER CONDITION 0) changes nothing another initiator relies on (SBC-3 Table 13). */
+function startStopReservation(cdb: Buffer): 'allowed' | 'write' {
+  const b4 = cdb[4] ?? 0;
+  return (b4 & 0xf0) === 0 && (b4 & 0x01) !== 0 ? 'allowed' : 'write';
+}
+
 // --- table ---------------------------------------------------------------------------------
 
 const CTL = 0x04; // CONTROL byte: NACA is examined (and rejected)
@@ -313,36 +354,40 @@ const L4 = [0xff, 0xff, 0xff, 0xff];
 const L8 = [...L4, ...L4];
 
 export const SBC_COMMANDS: readonly CommandDescriptor[] = [
-  { name: 'READ(6)', opcode: Op.READ_6, usage: [Op.READ_6, 0x1f, 0xff, 0xff, 0xff, CTL], handler: read6 },
-  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [Op.WRITE_6, 0x1f, 0xff, 0xff, 0xff, CTL], handler: write6 },
+  { name: 'READ(6)', opcode: Op.READ_6, usage: [Op.READ_6, 0x1f, 0xff, 0xff, 0xff, CTL], reservation: 'read', handler: read6 },
+  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [Op.WRITE_6, 0x1f, 0xff, 0xff, 0xff, CTL], reservation: 'write', handler: write6 },
   {
     name: 'START STOP UNIT',
     opcode: Op.START_STOP_UNIT,
     usage: [Op.START_STOP_UNIT, 0x01, 0x00, 0x0f, 0xf7, CTL],
+    reservation: startStopReservation,
     handler: startStopUnit,
   },
   {
     name: 'READ CAPACITY(10)',
     opcode: Op.READ_CAPACITY_10,
     usage: [Op.READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, CTL],
+    reservation: 'allowed',
     handler: readCapacity10,
   },
-  { name: 'READ(10)', opcode: Op.READ_10, usage: [Op.READ_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], handler: read10 },
-  { name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [Op.WRITE_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], handler: write10 },
-  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [Op.VERIFY_10, 0xf6, ...L4, 0, 0xff, 0xff, CTL], handler: verify10 },
+  { name: 'READ(10)', opcode: Op.READ_10, usage: [Op.READ_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], reservation: 'read', handler: read10 },
+  { name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [Op.WRITE_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], reservation: 'write', handler: write10 },
+  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [Op.VERIFY_10, 0xf6, ...L4, 0, 0xff, 0xff, CTL], reservation: 'read', handler: verify10 },
   {
     name: 'SYNCHRONIZE CACHE(10)',
     opcode: Op.SYNCHRONIZE_CACHE_10,
     usage: [Op.SYNCHRONIZE_CACHE_10, 0x02, ...L4, 0, 0xff, 0xff, CTL],
+    reservation: 'write',
     handler: syncCache10,
   },
-  { name: 'READ(16)', opcode: Op.READ_16, usage: [Op.READ_16, 0xfa, ...L8, ...L4, 0, CTL], handler: read16 },
-  { name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [Op.WRITE_16, 0xfa, ...L8, ...L4, 0, CTL], handler: write16 },
-  { name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [Op.VERIFY_16, 0xf6, ...L8, ...L4, 0, CTL], handler: verify16 },
+  { name: 'READ(16)', opcode: Op.READ_16, usage: [Op.READ_16, 0xfa, ...L8, ...L4, 0, CTL], reservation: 'read', handler: read16 },
+  { name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [Op.WRITE_16, 0xfa, ...L8, ...L4, 0, CTL], reservation: 'write', handler: write16 },
+  { name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [Op.VERIFY_16, 0xf6, ...L8, ...L4, 0, CTL], reservation: 'read', handler: verify16 },
   {
     name: 'SYNCHRONIZE CACHE(16)',
     opcode: Op.SYNCHRONIZE_CACHE_16,
     usage: [Op.SYNCHRONIZE_CACHE_16, 0x02, ...L8, ...L4, 0, CTL],
+    reservation: 'write',
     handler: syncCache16,
   },
   {
@@ -350,9 +395,38 @@ export const SBC_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.SERVICE_ACTION_IN_16,
     serviceAction: Sa.READ_CAPACITY_16,
     usage: [Op.SERVICE_ACTION_IN_16, Sa.READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    reservation: 'allowed',
     handler: readCapacity16,
   },
-  { name: 'READ(12)', opcode: Op.READ_12, usage: [Op.READ_12, 0xfa, ...L4, ...L4, 0, CTL], handler: read12 },
-  { name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [Op.WRITE_12, 0xfa, ...L4, ...L4, 0, CTL], handler: write12 },
-  { name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [Op.VERIFY_12, 0xf6, ...L4, ...L4, 0, CTL], handler: verify12 },
+  { name: 'READ(12)', opcode: Op.READ_12, usage: [Op.READ_12, 0xfa, ...L4, ...L4, 0, CTL], reservation: 'read', handler: read12 },
+  { name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [Op.WRITE_12, 0xfa, ...L4, ...L4, 0, CTL], reservation: 'write', handler: write12 },
+  { name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [Op.VERIFY_12, 0xf6, ...L4, ...L4, 0, CTL], reservation: 'read', handler: verify12 },
+  {
+    name: 'PRE-FETCH(10)',
+    opcode: Op.PRE_FETCH_10,
+    usage: [Op.PRE_FETCH_10, 0x02, ...L4, 0, 0xff, 0xff, CTL],
+    reservation: 'read',
+    handler: (lu, req) => prefetch(lu, req.cdb.readUInt32BE(2), req.cdb.readUInt16BE(7)),
+  },
+  {
+    name: 'PRE-FETCH(16)',
+    opcode: Op.PRE_FETCH_16,
+    usage: [Op.PRE_FETCH_16, 0x02, ...L8, ...L4, 0, CTL],
+    reservation: 'read',
+    handler: (lu, req) => prefetch(lu, readU64(req.cdb, 2), req.cdb.readUInt32BE(10)),
+  },
+  {
+    name: 'READ DEFECT DATA(10)',
+    opcode: Op.READ_DEFECT_DATA_10,
+    usage: [Op.READ_DEFECT_DATA_10, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, CTL],
+    reservation: 'read',
+    handler: (_lu, req) => readDefectData(req, false),
+  },
+  {
+    name: 'READ DEFECT DATA(12)',
+    opcode: Op.READ_DEFECT_DATA_12,
+    usage: [Op.READ_DEFECT_DATA_12, 0x1f, 0, 0, 0, 0, ...L4, 0, CTL],
+    reservation: 'read',
+    handler: (_lu, req) => readDefectData(req, true),
+  },
 ];

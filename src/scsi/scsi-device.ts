@@ -51,6 +51,24 @@ export class ScsiDevice implements DeviceContext {
     }
   }
 
+  /**
+   * DeviceContext: the LU a logical-unit designator of VPD page 83h names — the NAA designator
+   * (binary, type 3) or the T10 vendor ID designator (ASCII, type 1: vendor + serial).
+   */
+  unitByDesignator(codeSet: number, assocType: number, designator: Buffer): LogicalUnit | undefined {
+    if ((assocType & 0x30) !== 0) return undefined; // association: logical unit
+    for (const lu of this.units.values()) {
+      const type = assocType & 0x0f;
+      if (type === 0x03 && codeSet === 0x01 && designator.equals(lu.naaBytes)) return lu;
+      if (type === 0x01 && codeSet === 0x02) {
+        const t10 = Buffer.alloc(8, 0x20);
+        t10.write(lu.vendor.slice(0, 8), 0, 'latin1');
+        if (designator.equals(Buffer.concat([t10, Buffer.from(lu.serial, 'latin1')]))) return lu;
+      }
+    }
+    return undefined;
+  }
+
   /** The logical unit at `lun`, if any. */
   unit(lun: number): LogicalUnit | undefined {
     return this.units.get(lun);
@@ -96,6 +114,44 @@ export class ScsiDevice implements DeviceContext {
     if (!lu) return false;
     lu.unitAttentions.establish(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, issuer.id);
     return true;
+  }
+
+  /**
+   * Resolves once every logical unit has loaded its persisted state (persistent reservations
+   * with APTPL); rejects with the first failure (that LU then refuses commands with NOT READY /
+   * MANUAL INTERVENTION REQUIRED). Optional for the transport: commands wait for the load anyway.
+   */
+  async opened(): Promise<void> {
+    let first: unknown;
+    for (const lu of this.units.values()) {
+      try {
+        await lu.opened();
+      } catch (err) {
+        first ??= new Error(`LUN ${lu.lun} (${lu.backend.description}): persisted reservation state unusable: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    if (first !== undefined) throw first;
+  }
+
+  /**
+   * I_T nexus loss (SAM-5 §6.3.4): the transport calls this when a session ends (logout,
+   * connection loss with ErrorRecoveryLevel 0, session reinstatement), after its tasks are gone.
+   * SPC-2 reservations held through the nexus are released; the nexus gets I_T NEXUS LOSS
+   * OCCURRED if it returns. Persistent reservations and registrations stay.
+   */
+  nexusLost(nexus: ItNexus): void {
+    for (const lu of this.units.values()) lu.nexusLost(nexus);
+  }
+
+  /**
+   * Installed by the transport: abort every task of the given I_T nexuses on a LUN (used by
+   * PERSISTENT RESERVE OUT / PREEMPT AND ABORT). Resolves once the tasks have left the SCSI layer.
+   */
+  taskAborter?: (lun: number, nexusIds: readonly string[]) => Promise<void>;
+
+  /** DeviceContext: PREEMPT AND ABORT's task abort, through the transport's taskAborter. */
+  async abortTasksOf(lun: number, nexusIds: readonly string[]): Promise<void> {
+    if (this.taskAborter !== undefined) await this.taskAborter(lun, nexusIds);
   }
 
   /** Flush and close every backend. Closes all of them even if one fails, then throws the first error. */

@@ -16,6 +16,7 @@ import {
   invalidFieldInCdb,
   logicalUnitNotSupported,
 } from './sense.js';
+import { PrinSa, ProutSa } from './reservations.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
 import { PQ_NOT_CONNECTED_UNKNOWN, standardInquiry, vpdPage, type InquiryIdentity } from './vpd.js';
 
@@ -114,8 +115,10 @@ function writeTimeouts(b: Buffer, o: number): void {
 }
 
 /** Answer REPORT SUPPORTED OPERATION CODES from the dispatch table itself. */
-export function reportSupportedOpcodes(table: CommandTable, req: ScsiRequest): ScsiResponse {
+export function reportSupportedOpcodes(table: CommandTable, req: ScsiRequest, lu?: LogicalUnit): ScsiResponse {
   const c = req.cdb;
+  const here = (d: CommandDescriptor | undefined): CommandDescriptor | undefined =>
+    d !== undefined && lu !== undefined && d.available !== undefined && !d.available(lu) ? undefined : d;
   const rctd = (c[2]! & 0x80) !== 0;
   const options = c[2]! & 0x07;
   const reqOp = c[3]!;
@@ -123,7 +126,7 @@ export function reportSupportedOpcodes(table: CommandTable, req: ScsiRequest): S
   const alloc = c.readUInt32BE(6);
 
   if (options === 0) {
-    const all = table.all();
+    const all = table.all().filter((d) => here(d) !== undefined);
     const dlen = 8 + (rctd ? TIMEOUTS_DESCRIPTOR_LENGTH : 0);
     const out = Buffer.alloc(4 + all.length * dlen);
     out.writeUInt32BE(all.length * dlen, 0);
@@ -159,6 +162,7 @@ export function reportSupportedOpcodes(table: CommandTable, req: ScsiRequest): S
     default:
       return invalidFieldInCdb(2, 2);
   }
+  d = here(d);
   if (!d) {
     const out = Buffer.alloc(4);
     out[1] = 0x01; // SUPPORT 001b: not supported
@@ -186,23 +190,82 @@ function reportSupportedTmfs(_lu: LogicalUnit, req: ScsiRequest): ScsiResponse {
   return good(truncate(out, c.readUInt32BE(6)));
 }
 
+// --- reservations (SPC-2 RESERVE/RELEASE, SPC-4 PERSISTENT RESERVE IN/OUT) -------------------
+
+/**
+ * RESERVE(6)/(10), RELEASE(6)/(10) (SPC-2 §7.21-§7.24): logical unit reservations only. Third
+ * party reservations (3RDPTY) and extents are not supported: INVALID FIELD IN CDB.
+ */
+function reserveRelease(lu: LogicalUnit, req: ScsiRequest, reserve: boolean): ScsiResponse {
+  const b1 = req.cdb[1]!;
+  if (b1 & 0x10) return invalidFieldInCdb(1, 4); // 3RDPTY
+  if (b1 & 0x01) return invalidFieldInCdb(1, 0); // EXTENT
+  return reserve ? lu.reservations.reserve(req.nexus) : lu.reservations.release(req.nexus);
+}
+
+const PRIN_NAMES: Record<number, string> = {
+  [PrinSa.READ_KEYS]: 'READ KEYS',
+  [PrinSa.READ_RESERVATION]: 'READ RESERVATION',
+  [PrinSa.REPORT_CAPABILITIES]: 'REPORT CAPABILITIES',
+  [PrinSa.READ_FULL_STATUS]: 'READ FULL STATUS',
+};
+const PROUT_NAMES: Record<number, string> = {
+  [ProutSa.REGISTER]: 'REGISTER',
+  [ProutSa.RESERVE]: 'RESERVE',
+  [ProutSa.RELEASE]: 'RELEASE',
+  [ProutSa.CLEAR]: 'CLEAR',
+  [ProutSa.PREEMPT]: 'PREEMPT',
+  [ProutSa.PREEMPT_AND_ABORT]: 'PREEMPT AND ABORT',
+  [ProutSa.REGISTER_AND_IGNORE_EXISTING_KEY]: 'REGISTER AND IGNORE EXISTING KEY',
+  [ProutSa.REGISTER_AND_MOVE]: 'REGISTER AND MOVE',
+};
+/** PROUT service actions whose SCOPE and TYPE fields are used. */
+const PROUT_TYPED = new Set<number>([ProutSa.RESERVE, ProutSa.RELEASE, ProutSa.PREEMPT, ProutSa.PREEMPT_AND_ABORT]);
+
+function persistentReservationCommands(): CommandDescriptor[] {
+  const out: CommandDescriptor[] = [];
+  for (const sa of Object.values(PrinSa)) {
+    out.push({
+      name: `PERSISTENT RESERVE IN (${PRIN_NAMES[sa]})`,
+      opcode: Op.PERSISTENT_RESERVE_IN,
+      serviceAction: sa,
+      usage: [Op.PERSISTENT_RESERVE_IN, sa, 0, 0, 0, 0, 0, 0xff, 0xff, CTL],
+      reservation: 'pr',
+      handler: (lu, req) => lu.reservations.persistentReserveIn(req),
+    });
+  }
+  for (const sa of Object.values(ProutSa)) {
+    out.push({
+      name: `PERSISTENT RESERVE OUT (${PROUT_NAMES[sa]})`,
+      opcode: Op.PERSISTENT_RESERVE_OUT,
+      serviceAction: sa,
+      usage: [Op.PERSISTENT_RESERVE_OUT, sa, PROUT_TYPED.has(sa) ? 0xff : 0, 0, 0, ...L4, CTL],
+      reservation: 'pr',
+      handler: (lu, req, dev) => lu.reservations.persistentReserveOut(req, dev),
+    });
+  }
+  return out;
+}
+
 // --- table ---------------------------------------------------------------------------------
 
 const CTL = 0x04; // CONTROL byte: NACA is examined (and rejected)
 const L4 = [0xff, 0xff, 0xff, 0xff];
 
 export const SPC_COMMANDS: readonly CommandDescriptor[] = [
-  { name: 'TEST UNIT READY', opcode: Op.TEST_UNIT_READY, usage: [Op.TEST_UNIT_READY, 0, 0, 0, 0, CTL], handler: testUnitReady },
+  { name: 'TEST UNIT READY', opcode: Op.TEST_UNIT_READY, usage: [Op.TEST_UNIT_READY, 0, 0, 0, 0, CTL], reservation: 'allowed', handler: testUnitReady },
   {
     name: 'REQUEST SENSE',
     opcode: Op.REQUEST_SENSE,
     usage: [Op.REQUEST_SENSE, 0x01, 0, 0, 0xff, CTL],
+    reservation: 'exempt',
     handler: requestSense,
   },
   {
     name: 'INQUIRY',
     opcode: Op.INQUIRY,
     usage: [Op.INQUIRY, 0x01, 0xff, 0xff, 0xff, CTL],
+    reservation: 'exempt',
     handler: (lu, req) => inquiry(lu, req),
   },
   {
@@ -215,6 +278,7 @@ export const SPC_COMMANDS: readonly CommandDescriptor[] = [
     name: 'MODE SENSE(6)',
     opcode: Op.MODE_SENSE_6,
     usage: [Op.MODE_SENSE_6, 0x08, 0xff, 0xff, 0xff, CTL],
+    reservation: 'read',
     handler: (lu, req) => modeSense(lu, req, false),
   },
   {
@@ -227,12 +291,14 @@ export const SPC_COMMANDS: readonly CommandDescriptor[] = [
     name: 'MODE SENSE(10)',
     opcode: Op.MODE_SENSE_10,
     usage: [Op.MODE_SENSE_10, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, CTL],
+    reservation: 'read',
     handler: (lu, req) => modeSense(lu, req, true),
   },
   {
     name: 'REPORT LUNS',
     opcode: Op.REPORT_LUNS,
     usage: [Op.REPORT_LUNS, 0, 0xff, 0, 0, 0, ...L4, 0, CTL],
+    reservation: 'exempt',
     handler: (_lu: LogicalUnit, req: ScsiRequest, dev: DeviceContext) => reportLuns(req, dev.lunNumbers()),
   },
   {
@@ -240,13 +306,44 @@ export const SPC_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.MAINTENANCE_IN,
     serviceAction: Sa.REPORT_SUPPORTED_OPERATION_CODES,
     usage: [Op.MAINTENANCE_IN, Sa.REPORT_SUPPORTED_OPERATION_CODES, 0x87, 0xff, 0xff, 0xff, ...L4, 0, CTL],
-    handler: (lu, req) => reportSupportedOpcodes(lu.commands, req),
+    reservation: 'allowed',
+    handler: (lu, req) => reportSupportedOpcodes(lu.commands, req, lu),
   },
   {
     name: 'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS',
     opcode: Op.MAINTENANCE_IN,
     serviceAction: Sa.REPORT_SUPPORTED_TMFS,
     usage: [Op.MAINTENANCE_IN, Sa.REPORT_SUPPORTED_TMFS, 0x80, 0, 0, 0, ...L4, 0, CTL],
+    reservation: 'allowed',
     handler: reportSupportedTmfs,
   },
+  {
+    name: 'RESERVE(6)',
+    opcode: Op.RESERVE_6,
+    usage: [Op.RESERVE_6, 0x11, 0, 0, 0, CTL],
+    reservation: 'spc2',
+    handler: (lu, req) => reserveRelease(lu, req, true),
+  },
+  {
+    name: 'RELEASE(6)',
+    opcode: Op.RELEASE_6,
+    usage: [Op.RELEASE_6, 0x11, 0, 0, 0, CTL],
+    reservation: 'spc2',
+    handler: (lu, req) => reserveRelease(lu, req, false),
+  },
+  {
+    name: 'RESERVE(10)',
+    opcode: Op.RESERVE_10,
+    usage: [Op.RESERVE_10, 0x11, 0, 0, 0, 0, 0, 0, 0, CTL],
+    reservation: 'spc2',
+    handler: (lu, req) => reserveRelease(lu, req, true),
+  },
+  {
+    name: 'RELEASE(10)',
+    opcode: Op.RELEASE_10,
+    usage: [Op.RELEASE_10, 0x11, 0, 0, 0, 0, 0, 0, 0, CTL],
+    reservation: 'spc2',
+    handler: (lu, req) => reserveRelease(lu, req, false),
+  },
+  ...persistentReservationCommands(),
 ];

@@ -34,6 +34,11 @@ export class UnitAttentions {
     return this.byNexus.get(nexusId) ?? [];
   }
 
+  /** Has this nexus ever addressed the logical unit? */
+  knows(nexusId: string): boolean {
+    return this.byNexus.has(nexusId);
+  }
+
   knownNexuses(): IterableIterator<string> {
     return this.byNexus.keys();
   }

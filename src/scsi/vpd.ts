@@ -1,4 +1,5 @@
-import { writeAsciiPadded } from './cdb.js';
+import { writeAsciiPadded, writeU64 } from './cdb.js';
+import { thirdPartyCopyPage } from './xcopy.js';
 
 /** What INQUIRY reports about a logical unit. */
 export interface InquiryIdentity {
@@ -12,6 +13,16 @@ export interface InquiryIdentity {
   readonly targetPortalGroupTag?: number;
   readonly blockSize: number;
   readonly maxTransferBlocks: number;
+  /** Logical block provisioning (SBC-3 §4.7): thin provisioned with UNMAP and WRITE SAME UNMAP. */
+  readonly thinProvisioned?: boolean;
+  /** OPTIMAL UNMAP GRANULARITY in blocks. */
+  readonly unmapGranularity?: number;
+  readonly maxUnmapBlocks?: number;
+  readonly maxUnmapDescriptors?: number;
+  /** MAXIMUM COMPARE AND WRITE LENGTH in blocks (0: COMPARE AND WRITE not supported). */
+  readonly maxCompareWriteBlocks?: number;
+  /** MAXIMUM WRITE SAME LENGTH in blocks; when set, WSNZ = 1 (a zero NUMBER OF LOGICAL BLOCKS is refused). */
+  readonly maxWriteSameBlocks?: number;
 }
 
 /** SPC-4 §6.6.2 peripheral qualifier / device type byte for "no LU on this LUN". */
@@ -30,7 +41,7 @@ export function standardInquiry(id: Pick<InquiryIdentity, 'vendor' | 'product' |
   b[2] = 0x06; // VERSION: SPC-4
   b[3] = 0x12; // HISUP = 1, RESPONSE DATA FORMAT = 2
   b[4] = STANDARD_INQUIRY_LENGTH - 5; // ADDITIONAL LENGTH
-  b[5] = 0x00; // no SCCS, ACC, TPGS (no ALUA), 3PC, PROTECT
+  b[5] = 0x08; // 3PC (EXTENDED COPY); no SCCS, ACC, TPGS (no ALUA), PROTECT
   b[6] = 0x00;
   b[7] = 0x02; // CMDQUE
   writeAsciiPadded(b, id.vendor, 8, 8);
@@ -47,9 +58,10 @@ export const VpdPage = {
   BLOCK_LIMITS: 0xb0,
   BLOCK_DEVICE_CHARACTERISTICS: 0xb1,
   LOGICAL_BLOCK_PROVISIONING: 0xb2,
+  THIRD_PARTY_COPY: 0x8f,
 } as const;
 
-const SUPPORTED = [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2];
+const SUPPORTED = [0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2];
 
 /** Build a VPD page, or undefined when the page is not supported. */
 export function vpdPage(id: InquiryIdentity, page: number): Buffer | undefined {
@@ -60,6 +72,8 @@ export function vpdPage(id: InquiryIdentity, page: number): Buffer | undefined {
       return page4(0x80, Buffer.from(ascii(id.serial), 'latin1'));
     case VpdPage.DEVICE_IDENTIFICATION:
       return page4(0x83, deviceIdentification(id));
+    case VpdPage.THIRD_PARTY_COPY:
+      return thirdPartyCopyPage();
     case VpdPage.BLOCK_LIMITS:
       return blockLimits(id);
     case VpdPage.BLOCK_DEVICE_CHARACTERISTICS: {
@@ -68,9 +82,18 @@ export function vpdPage(id: InquiryIdentity, page: number): Buffer | undefined {
       p.writeUInt16BE(0x0001, 0);
       return page4(0xb1, p);
     }
-    case VpdPage.LOGICAL_BLOCK_PROVISIONING:
-      // SBC-3 §6.5.4: no LBPU/LBPWS/LBPWS10/LBPRZ, PROVISIONING TYPE 000b (fully provisioned).
-      return page4(0xb2, Buffer.alloc(4));
+    case VpdPage.LOGICAL_BLOCK_PROVISIONING: {
+      // SBC-3 §6.5.4. Thin provisioned: LBPU (UNMAP), LBPWS (WRITE SAME(16) UNMAP), LBPWS10
+      // (WRITE SAME(10) UNMAP), LBPRZ = 1 (byte 5 bit 2; SBC-4's 3-bit LBPRZ field 001b: a
+      // deallocated block reads as zeros), ANC_SUP 0, DP 0, PROVISIONING TYPE 010b. THRESHOLD
+      // EXPONENT 0: no provisioning thresholds. Otherwise fully provisioned (000b).
+      const p = Buffer.alloc(4);
+      if (id.thinProvisioned) {
+        p[1] = 0x80 | 0x40 | 0x20 | 0x04;
+        p[2] = 0x02;
+      }
+      return page4(0xb2, p);
+    }
     default:
       return undefined;
   }
@@ -89,15 +112,26 @@ function ascii(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, ' ');
 }
 
-/** SBC-3 §6.5.3 Block Limits; page length 3Ch. */
+/** SBC-3 §6.5.3 Block Limits; page length 3Ch. Offsets below are within the page body (page byte − 4). */
 function blockLimits(id: InquiryIdentity): Buffer {
   const p = Buffer.alloc(0x3c);
-  // [0] WSNZ 0, [1] MAXIMUM COMPARE AND WRITE LENGTH 0 (not supported)
+  // [0] WSNZ 1: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 ("to the last block") is refused;
+  // every WRITE SAME is bounded by MAXIMUM WRITE SAME LENGTH below.
+  if (id.maxWriteSameBlocks) p[0] = 0x01;
+  p[1] = Math.min(255, id.maxCompareWriteBlocks ?? 0); // MAXIMUM COMPARE AND WRITE LENGTH
   // OPTIMAL TRANSFER LENGTH GRANULARITY: 4 KiB worth of blocks (what the backing FS favours).
   p.writeUInt16BE(Math.max(1, Math.floor(4096 / id.blockSize)), 2);
   p.writeUInt32BE(id.maxTransferBlocks, 4); // MAXIMUM TRANSFER LENGTH
-  // OPTIMAL TRANSFER LENGTH 0 = not reported (a value here becomes mkfs stripe geometry on Linux).
-  // MAXIMUM PREFETCH 0; MAXIMUM UNMAP LBA COUNT / DESCRIPTOR COUNT 0: no UNMAP; no WRITE SAME limit.
+  // [8] OPTIMAL TRANSFER LENGTH 0 = not reported (a value here becomes mkfs stripe geometry on
+  // Linux). [12] MAXIMUM PREFETCH LENGTH 0: PRE-FETCH does not cache, no limit to report.
+  if (id.thinProvisioned) {
+    p.writeUInt32BE(id.maxUnmapBlocks ?? 0, 16); // MAXIMUM UNMAP LBA COUNT
+    p.writeUInt32BE(id.maxUnmapDescriptors ?? 0, 20); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+    p.writeUInt32BE(id.unmapGranularity ?? 1, 24); // OPTIMAL UNMAP GRANULARITY
+    p.writeUInt32BE(0x80000000, 28); // UGAVALID = 1, UNMAP GRANULARITY ALIGNMENT 0
+  }
+  writeU64(p, id.maxWriteSameBlocks ?? 0, 32); // MAXIMUM WRITE SAME LENGTH
+  // [40..59] atomic write limits 0: WRITE ATOMIC is not supported.
   return page4(0xb0, p);
 }
 

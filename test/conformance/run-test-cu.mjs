@@ -8,6 +8,7 @@
 //   node test/conformance/run-test-cu.mjs --tgt  [options]   # private tgtd, 1 GiB sparse LUN 1
 //   node test/conformance/run-test-cu.mjs --glfs [options]   # glfs-target from dist/, 1 GiB LUN 0
 //   node test/conformance/run-test-cu.mjs --from-log FILE    # re-summarise a saved log
+// --tgt and --glfs also serve a small read-only LUN and imply --multipath and --readonly-url (below).
 // Options:
 //   --out DIR              write test-cu.log, summary.md, summary.json there
 //                          (default test/conformance/results/<label>-<UTC stamp>)
@@ -17,6 +18,12 @@
 //   --known-failures FILE  list of expected failures (FAMILY.Suite.Test, '#' comments, '*' globs,
 //                          a "mode: record|enforce" line); in enforce mode (or with --enforce) any
 //                          other failing test makes the exit status 1
+//   --multipath            give iscsi-test-cu the URL twice: the second is its "multipath" URL, a
+//                          second session (I_T nexus) to the same LUN, which enables the MultipathIO
+//                          suite (COMPARE AND WRITE / reset across two nexuses)
+//   --readonly-url URL     afterwards run the *.ReadOnly suites against URL (a write-protected LUN)
+//                          and let their results replace the main run's (which skip them: the main
+//                          LUN is writable)
 //   --size SIZE            LUN size for --tgt/--glfs (default 1G)
 //   --port N               TCP port for --tgt/--glfs (default: a free one)
 //   --quiet                don't echo the markdown summary
@@ -171,6 +178,23 @@ function globToRegExp(p) {
   return new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$');
 }
 
+/**
+ * Replaces the main run's results for the tests a supplementary run (e.g. *.ReadOnly against a
+ * write-protected LUN) also ran, and recomputes the counts.
+ */
+export function mergeRuns(main, extra) {
+  const byName = new Map(extra.tests.map((t) => [t.name, t]));
+  const tests = main.tests.map((t) => byName.get(t.name) ?? t);
+  const count = (st) => tests.filter((t) => t.status === st).length;
+  return {
+    ...main,
+    completed: main.completed && extra.completed,
+    suiteErrors: [...main.suiteErrors, ...extra.suiteErrors],
+    counts: { total: tests.length, passed: count('passed'), skipped: count('skipped'), failed: count('failed'), incomplete: count('incomplete') },
+    tests,
+  };
+}
+
 /** Splits failures into expected/unexpected and lists known failures that no longer fail. */
 export function compareKnown(parsed, known) {
   const res = known.map(globToRegExp);
@@ -193,8 +217,9 @@ export function toMarkdown(parsed, meta, known) {
   out.push(`| ${c.total} | ${c.passed} | ${c.skipped} | ${c.failed} | ${c.incomplete} |`, '');
   if (parsed.summary?.tests) {
     const s = parsed.summary.tests;
-    out.push(`CUnit summary: ${s.total} tests, ${s.ran} ran, ${s.passed} passed (skips count as passed), ${s.failed} failed; asserts failed: ${parsed.summary.asserts?.failed ?? '?'}.`, '');
+    out.push(`CUnit summary${meta.extraCommand ? ' (main run)' : ''}: ${s.total} tests, ${s.ran} ran, ${s.passed} passed (skips count as passed), ${s.failed} failed; asserts failed: ${parsed.summary.asserts?.failed ?? '?'}.`, '');
   }
+  if (meta.extraCommand) out.push(`Supplementary run (its results replace the main run's for the same tests): \`${meta.extraCommand}\``, '');
   if (parsed.suiteErrors.length) out.push('Suite errors:', ...parsed.suiteErrors.map((e) => `- ${e}`), '');
   const failed = parsed.tests.filter((t) => t.status === 'failed' || t.status === 'incomplete');
   out.push(`#### Failing tests (${failed.length})`, '');
@@ -302,18 +327,28 @@ async function startTgt({ port, size, dir }) {
       await sleep(100);
     }
   }
-  adm('--op', 'new', '--mode', 'target', '--tid', '1', '-T', iqn);
-  adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', file);
-  adm('--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL');
-  await waitPort(port, proc, 'tgtd');
-  const v = dpkgVersion('tgt') ?? tryExec('tgtd', ['-V']);
   const stop = async () => {
     // tgtd ignores SIGTERM (and 'delete --mode system' while targets exist); its rdwr store uses pwrite().
     proc.child.kill('SIGKILL');
     await proc.exited;
     for (const f of [`socket.${ctl}`, `socket.${ctl}.lock`]) rmSync(join('/var/run/tgtd', f), { force: true });
   };
-  return { url: `iscsi://127.0.0.1:${port}/${iqn}/1`, stop, version: `tgt ${v}`, label: 'tgt' };
+  try {
+    adm('--op', 'new', '--mode', 'target', '--tid', '1', '-T', iqn);
+    adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', file);
+    // LUN 2: write-protected, for the *.ReadOnly suites.
+    const roFile = join(dir, 'ro.img');
+    execFileSync('truncate', ['-s', '64M', roFile]);
+    adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '2', '-b', roFile);
+    adm('--op', 'update', '--mode', 'logicalunit', '--tid', '1', '--lun', '2', '--params', 'readonly=1');
+    adm('--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL');
+    await waitPort(port, proc, 'tgtd');
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const v = dpkgVersion('tgt') ?? tryExec('tgtd', ['-V']);
+  return { url: `iscsi://127.0.0.1:${port}/${iqn}/1`, readonlyUrl: `iscsi://127.0.0.1:${port}/${iqn}/2`, stop, version: `tgt ${v}`, label: 'tgt' };
 }
 
 async function startGlfs({ port, size, dir }) {
@@ -321,21 +356,30 @@ async function startGlfs({ port, size, dir }) {
   if (!existsSync(entry)) throw new Error(`${entry} missing: run npm run build first`);
   const iqn = 'iqn.2016-06.org.gluster:test-cu';
   const cfg = join(dir, 'config.json');
+  const roFile = join(dir, 'ro.img');
+  execFileSync('truncate', ['-s', '64M', roFile]);
   writeFileSync(cfg, JSON.stringify({
     portals: [`127.0.0.1:${port}`],
-    targets: [{ iqn, luns: [{ lun: 0, path: join(dir, 'lun0.img'), size, readOnly: false }], acl: [{ initiator: '*' }] }],
+    targets: [{
+      iqn,
+      luns: [
+        { lun: 0, path: join(dir, 'lun0.img'), size, readOnly: false },
+        { lun: 1, path: roFile, readOnly: true },
+      ],
+      acl: [{ initiator: '*' }],
+    }],
     iscsi: { headerDigest: ['None', 'CRC32C'], dataDigest: ['None', 'CRC32C'], immediateData: true, initialR2T: false, maxRecvDataSegmentLength: 262144 },
     logLevel: 'warn',
   }, null, 2));
   const proc = spawnLogged(process.execPath, [join(REPO, 'bin', 'glfs-target.js'), 'serve', '--config', cfg], { cwd: REPO });
   await waitPort(port, proc, 'glfs-target');
   const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
-  return { url: `iscsi://127.0.0.1:${port}/${iqn}/0`, stop: () => stopProc(proc), version: `glfs-target ${pkg.version}`, label: 'glfs-target', log: proc.log };
+  return { url: `iscsi://127.0.0.1:${port}/${iqn}/0`, readonlyUrl: `iscsi://127.0.0.1:${port}/${iqn}/1`, stop: () => stopProc(proc), version: `glfs-target ${pkg.version}`, label: 'glfs-target', log: proc.log };
 }
 
 /** Runs iscsi-test-cu with a hard timeout; resolves with the combined output and how it ended. */
-export function runSuite({ url, timeoutSec = 1800, test, extraArgs = [] }) {
-  const args = ['--dataloss', '-i', INIT1, '--initiator-name-2', INIT2, ...(test ? ['-t', test] : []), ...extraArgs, url];
+export function runSuite({ url, timeoutSec = 1800, test, extraArgs = [], multipath = false }) {
+  const args = ['--dataloss', '-i', INIT1, '--initiator-name-2', INIT2, ...(test ? ['-t', test] : []), ...extraArgs, url, ...(multipath ? [url] : [])];
   return new Promise((res) => {
     const started = Date.now();
     const child = spawn('iscsi-test-cu', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -373,6 +417,8 @@ function parseArgs(argv) {
       case '--test': o.test = val(); break;
       case '--known-failures': o.known = val(); break;
       case '--size': o.size = val(); break;
+      case '--multipath': o.multipath = true; break;
+      case '--readonly-url': o.readonlyUrl = val(); break;
       case '--port': o.port = Number(val()); break;
       case '--quiet': o.quiet = true; break;
       case '--enforce': o.enforce = true; break;
@@ -387,17 +433,21 @@ async function main() {
   let o;
   try { o = parseArgs(process.argv.slice(2)); } catch (e) { console.error(String(e.message)); return 3; }
   if (o.help || [o.url, o.tgt, o.glfs, o.fromLog].filter(Boolean).length !== 1) {
-    console.error('usage: run-test-cu.mjs (--url URL | --tgt | --glfs | --from-log FILE) [--out DIR] [--label NAME] [--timeout SEC] [--test PATTERN] [--known-failures FILE [--enforce]] [--size 1G] [--port N] [--quiet]');
+    console.error('usage: run-test-cu.mjs (--url URL | --tgt | --glfs | --from-log FILE) [--out DIR] [--label NAME] [--timeout SEC] [--test PATTERN] [--known-failures FILE [--enforce]] [--multipath] [--readonly-url URL] [--size 1G] [--port N] [--quiet]');
     return o.help ? 0 : 3;
   }
   const listing = filterListing(parseListing(tryExec('iscsi-test-cu', ['-l']) ?? ''), o.test);
   const date = new Date().toISOString();
   const libiscsi = `libiscsi-bin ${dpkgVersion('libiscsi-bin') ?? '?'}`;
   let runRes;
+  let extraRes = null;
   let label = o.label;
   let versions = libiscsi;
   if (o.fromLog) {
-    runRes = { log: readFileSync(o.fromLog, 'utf8'), command: `(from log ${o.fromLog})`, durationSec: null, stopReason: null };
+    // A log written by this script may carry the supplementary *.ReadOnly run after a marker line.
+    const [main, marker, extra] = readFileSync(o.fromLog, 'utf8').split(/\n\n# ---- supplementary run: (.*)\n/);
+    runRes = { log: main, command: `(from log ${o.fromLog})`, durationSec: null, stopReason: null };
+    if (extra !== undefined) extraRes = { log: extra, command: marker };
     label ??= o.fromLog;
   } else {
     let target = null;
@@ -411,9 +461,15 @@ async function main() {
         label ??= target.label;
       }
       const url = target ? target.url : o.url;
+      const multipath = o.multipath || target !== null;
+      const readonlyUrl = o.readonlyUrl ?? target?.readonlyUrl;
       label ??= url;
-      console.error(`[test-cu] running against ${url} (timeout ${o.timeout ?? 1800} s)`);
-      runRes = await runSuite({ url, timeoutSec: o.timeout ?? 1800, test: o.test });
+      console.error(`[test-cu] running against ${url}${multipath ? ' (and again as the multipath URL)' : ''} (timeout ${o.timeout ?? 1800} s)`);
+      runRes = await runSuite({ url, timeoutSec: o.timeout ?? 1800, test: o.test, multipath });
+      if (readonlyUrl && filterListing(listing, o.test).some((x) => x.suite === 'ReadOnly')) {
+        console.error(`[test-cu] *.ReadOnly against the write-protected ${readonlyUrl}`);
+        extraRes = await runSuite({ url: readonlyUrl, timeoutSec: 300, test: '*.ReadOnly' });
+      }
     } catch (e) {
       console.error(`[test-cu] setup failed: ${e.stack ?? e}`);
       return 3;
@@ -422,17 +478,18 @@ async function main() {
       if (dir) rmSync(dir, { recursive: true, force: true });
     }
   }
-  const parsed = parseRun(runRes.log, listing);
+  let parsed = parseRun(runRes.log, listing);
+  if (extraRes) parsed = mergeRuns(parsed, parseRun(extraRes.log, filterListing(listing, '*.ReadOnly')));
   let known;
   if (o.known) {
     const list = readKnownFailures(o.known);
     known = { ...compareKnown(parsed, list), listSize: list.length, mode: o.enforce ? 'enforce' : knownFailuresMode(o.known) };
   }
-  const meta = { label, date, command: runRes.command, versions, durationSec: runRes.durationSec, stopReason: runRes.stopReason };
+  const meta = { label, date, command: runRes.command, versions, durationSec: runRes.durationSec, stopReason: runRes.stopReason, ...(extraRes ? { extraCommand: extraRes.command } : {}) };
   const md = toMarkdown(parsed, meta, known);
   const outDir = o.out ?? join(HERE, 'results', `${String(label).replace(/[^\w.-]+/g, '_')}-${date.replace(/[:.]/g, '-')}`);
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, 'test-cu.log'), runRes.log);
+  writeFileSync(join(outDir, 'test-cu.log'), runRes.log + (extraRes ? `\n\n# ---- supplementary run: ${extraRes.command}\n${extraRes.log}` : ''));
   writeFileSync(join(outDir, 'summary.md'), md + '\n');
   writeFileSync(join(outDir, 'summary.json'), JSON.stringify({ meta, ...parsed, known: known ?? null }, null, 2) + '\n');
   if (!o.quiet) console.log(md);

@@ -52,7 +52,13 @@ describe.skipIf(pre.skip || SKIP)(`iscsi-test-cu conformance against ${USE_TGT ?
       closeSync(fd);
       t = await startTgt({ backingFile: f, port: await freePort() });
     } else {
-      t = await startGlfsTarget({ luns: [{ size: '1G' }], logLevel: 'warn' });
+      // LUN 1: a write-protected LUN for the *.ReadOnly suites (run-test-cu.mjs --readonly-url).
+      tmp = tempDir('glfs-cu-');
+      const ro = join(tmp.dir, 'ro.img');
+      const fd = openSync(ro, 'w');
+      ftruncateSync(fd, 64 * 1024 ** 2);
+      closeSync(fd);
+      t = await startGlfsTarget({ luns: [{ size: '1G' }, { size: '64M', path: ro, readOnly: true }], logLevel: 'warn' });
     }
   });
 
@@ -64,7 +70,8 @@ describe.skipIf(pre.skip || SKIP)(`iscsi-test-cu conformance against ${USE_TGT ?
   test('runs to the end, the target survives, failures stay within the known list', { timeout: (SUITE_TIMEOUT_S + 120) * 1000 }, async () => {
     const r = await run(process.execPath, [
       SCRIPT, '--url', t.url(), '--label', USE_TGT ? 'tgt' : 'glfs-target', '--out', OUT,
-      '--timeout', String(SUITE_TIMEOUT_S), '--known-failures', KNOWN, '--quiet',
+      '--timeout', String(SUITE_TIMEOUT_S), '--known-failures', KNOWN, '--quiet', '--multipath',
+      ...(USE_TGT ? [] : ['--readonly-url', t.url(1)]),
       ...(SUBSET ? ['--test', SUBSET] : []),
     ], { timeout: (SUITE_TIMEOUT_S + 60) * 1000 });
     expect([0, 1, 2], describeRun(r)).toContain(r.code); // 3 = the runner itself failed

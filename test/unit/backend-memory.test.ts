@@ -10,7 +10,7 @@ describe('MemoryBackend', () => {
     await m.read(b, 100);
     expect(b.toString()).toBe('hello!');
     await m.flush();
-    expect(m.stats).toEqual({ reads: 1, writes: 2, durableWrites: 1, flushes: 1 });
+    expect(m.stats).toEqual({ reads: 1, writes: 2, durableWrites: 1, flushes: 1, punches: 0, sidecarWrites: 0 });
   });
 
   it('injects queued and sticky failures with the given code', async () => {

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../../src/backend/memory-backend.js';
-import { LogicalUnit, MAX_TRANSFER_BYTES } from '../../src/scsi/logical-unit.js';
+import {
+  LogicalUnit,
+  MAX_COMPARE_AND_WRITE_BLOCKS,
+  MAX_TRANSFER_BYTES,
+  MAX_UNMAP_DESCRIPTORS,
+  MAX_UNMAP_LBA_COUNT,
+} from '../../src/scsi/logical-unit.js';
 import { ScsiDevice } from '../../src/scsi/scsi-device.js';
 import { KEY, cdb, expectGood, expectSense, fieldPointer, makeDevice, makeLu, nexus, run, u32 } from './scsi-helpers.js';
 
@@ -75,7 +81,7 @@ describe('INQUIRY', () => {
     const r = await run(dev, inquiry(1, 0x00, 255));
     expectGood(r);
     const pages = [...r.data!.subarray(4, 4 + r.data!.readUInt16BE(2))];
-    expect(pages).toEqual([0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2]);
+    expect(pages).toEqual([0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2]);
     for (const p of pages) {
       const pr = await run(dev, inquiry(1, p, 1024));
       expectGood(pr);
@@ -112,17 +118,37 @@ describe('INQUIRY', () => {
     expect(rel.value.readUInt16BE(2)).toBe(3);
   });
 
-  it('VPD B0h reports the maximum transfer length and no UNMAP; B1h non-rotating; B2h no provisioning', async () => {
+  it('VPD B0h reports transfer, COMPARE AND WRITE and UNMAP limits; B1h non-rotating; B2h thin provisioning', async () => {
     const { dev } = makeDevice({ blockSize: 4096 });
     const b0 = (await run(dev, inquiry(1, 0xb0, 255))).data!;
     expect(b0[3]).toBe(0x3c);
+    expect(b0[4]! & 0x01).toBe(1); // WSNZ: a zero-length WRITE SAME is refused
+    expect(b0[5]).toBe(MAX_COMPARE_AND_WRITE_BLOCKS);
     expect(b0.readUInt32BE(8)).toBe(MAX_TRANSFER_BYTES / 4096);
-    expect(b0.readUInt32BE(20)).toBe(0);
-    expect(b0.readUInt32BE(24)).toBe(0);
+    expect(b0.readUInt32BE(20)).toBe(MAX_UNMAP_LBA_COUNT);
+    expect(b0.readUInt32BE(24)).toBe(MAX_UNMAP_DESCRIPTORS);
+    expect(b0.readUInt32BE(28)).toBe(1); // OPTIMAL UNMAP GRANULARITY: one 4 KiB allocation unit
+    expect(b0.readUInt32BE(32)).toBe(0x80000000); // UGAVALID, alignment 0
+    expect(b0.readUInt32BE(36)).toBe(0);
+    expect(b0.readUInt32BE(40)).toBe(MAX_TRANSFER_BYTES / 4096); // MAXIMUM WRITE SAME LENGTH
     const b1 = (await run(dev, inquiry(1, 0xb1, 255))).data!;
     expect(b1.readUInt16BE(4)).toBe(1);
     const b2 = (await run(dev, inquiry(1, 0xb2, 255))).data!;
-    expect(b2[5]! & 0xe0).toBe(0); // LBPU, LBPWS, LBPWS10
+    expect(b2[5]! & 0xe0).toBe(0xe0); // LBPU, LBPWS, LBPWS10
+    expect(b2[5]! & 0x1c).toBe(0x04); // LBPRZ
+    expect(b2[5]! & 0x02).toBe(0); // ANC_SUP
+    expect(b2[6]! & 0x07).toBe(0x02); // thin provisioned
+  });
+
+  it('a backend that cannot punch holes: fully provisioned, no UNMAP limits', async () => {
+    const mem = new MemoryBackend(64 * 512);
+    const plain = { description: 'plain', sizeBytes: mem.sizeBytes, read: mem.read.bind(mem), write: mem.write.bind(mem), flush: mem.flush.bind(mem), close: mem.close.bind(mem) };
+    const { dev } = makeDevice({ backend: plain });
+    const b0 = (await run(dev, inquiry(1, 0xb0, 255))).data!;
+    expect(b0.readUInt32BE(20)).toBe(0);
+    expect(b0.readUInt32BE(24)).toBe(0);
+    const b2 = (await run(dev, inquiry(1, 0xb2, 255))).data!;
+    expect(b2[5]).toBe(0);
     expect(b2[6]! & 0x07).toBe(0);
   });
 

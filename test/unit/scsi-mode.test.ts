@@ -57,7 +57,7 @@ describe('MODE SENSE', () => {
     expect(ctl[2]! & 0x04).toBe(0); // D_SENSE
     expect(ctl[2]! >> 5).toBe(0); // TST
     expect((ctl[3]! >> 1) & 3).toBe(0); // QERR
-    expect(ctl[5]! & 0x40).toBe(0); // TAS
+    expect(ctl[5]! & 0x40).toBe(0x40); // TAS = 1: other nexuses' aborted tasks get TASK ABORTED
   });
 
   it('WCE reflects the LU setting; DBD suppresses the block descriptor', async () => {

@@ -80,10 +80,11 @@ describe('REPORT SUPPORTED OPERATION CODES', () => {
 
   it('reports unsupported commands with SUPPORT 001b', async () => {
     const { dev } = await ready();
-    const r = await run(dev, rsoc(1, 0x42));
+    // WRITE ATOMIC(16) and an unassigned SERVICE ACTION IN(16) action are not implemented.
+    const r = await run(dev, rsoc(1, 0x9c));
     expectGood(r);
     expect([...r.data!]).toEqual([0, 0x01, 0, 0]);
-    const r2 = await run(dev, rsoc(2, 0x9e, 0x12));
+    const r2 = await run(dev, rsoc(2, 0x9e, 0x13));
     expect(r2.data![1]! & 7).toBe(1);
     const r3 = await run(dev, rsoc(3, 0x28));
     expect(r3.data![1]! & 7).toBe(3);
@@ -121,7 +122,7 @@ describe('dispatch', () => {
 
   it('unknown opcode → INVALID COMMAND OPERATION CODE; unknown MAINTENANCE IN action → INVALID FIELD IN CDB', async () => {
     const { dev } = await ready();
-    expectSense(await run(dev, cdb([0x41])), KEY.ILLEGAL_REQUEST, 0x20, 0x00);
+    expectSense(await run(dev, cdb([0x9c])), KEY.ILLEGAL_REQUEST, 0x20, 0x00); // WRITE ATOMIC(16)
     expectSense(await run(dev, cdb([0xa3, 0x0a])), KEY.ILLEGAL_REQUEST, 0x24, 0x00);
   });
 

@@ -282,7 +282,7 @@ describe('READ CAPACITY', () => {
     const r0 = await run(dev, cdb([0x9e, 0x10, ...u64(0), ...u32(0), 0, 0]));
     expectGood(r0);
     expect(r0.data!.length).toBe(0);
-    const s = expectSense(await run(dev, cdb([0x9e, 0x12])), KEY.ILLEGAL_REQUEST, 0x24, 0x00);
+    const s = expectSense(await run(dev, cdb([0x9e, 0x13])), KEY.ILLEGAL_REQUEST, 0x24, 0x00);
     expect(fieldPointer(s)).toEqual({ cd: true, byte: 1, bit: 4 });
   });
 });

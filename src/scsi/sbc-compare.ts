@@ -1,0 +1,221 @@
+/**
+ * SBC-3 commands that read the medium as part of a write: COMPARE AND WRITE (§5.2), ORWRITE(16)
+ * (§5.8), WRITE AND VERIFY(10/12/16) (§5.37-§5.39). Each holds the exclusive range lock over its
+ * blocks, so no other write (plain writes take the shared lock) lands between its read and its
+ * write: COMPARE AND WRITE is atomic against every other write to the LU, as VMware's ATS locking
+ * requires.
+ */
+import { Op, readU64 } from './cdb.js';
+import type { CommandDescriptor } from './command-table.js';
+import type { LogicalUnit } from './logical-unit.js';
+import { PARTIAL_BLOCK, outOfRange, partialBlock, tooLong, usableBytes } from './sbc.js';
+import {
+  Asc,
+  SenseKey,
+  good,
+  invalidFieldInCdb,
+  lbaOutOfRange,
+  readError,
+  senseError,
+  writeError,
+  writeProtected,
+} from './sense.js';
+import { ScsiStatus, type ScsiRequest, type ScsiResponse } from './types.js';
+
+/** Index of the first differing byte, or -1 when equal. */
+function firstDifference(a: Buffer, b: Buffer): number {
+  if (a.equals(b)) return -1;
+  let i = 0;
+  while (a[i] === b[i]) i++;
+  return i;
+}
+
+/** MISCOMPARE / MISCOMPARE DURING VERIFY OPERATION, INFORMATION = offset of the first differing byte. */
+function miscompare(offset: number): ScsiResponse {
+  return senseError(SenseKey.MISCOMPARE, Asc.MISCOMPARE_DURING_VERIFY, { info: offset });
+}
+
+// --- COMPARE AND WRITE ---------------------------------------------------------------------------
+
+/**
+ * COMPARE AND WRITE, SBC-3 §5.2: the Data-Out buffer holds NUMBER OF LOGICAL BLOCKS of verify
+ * data followed as many of write data. Under the exclusive range lock: read, compare, and only on
+ * a full match write. A miscompare leaves the medium untouched and reports the offset of the first
+ * differing byte.
+ */
+async function compareAndWrite(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
+  const c = req.cdb;
+  const b1 = c[1]!;
+  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // WRPROTECT without protection information
+  const lba = readU64(c, 2);
+  const blocks = c[13]!;
+  const bs = lu.blockSize;
+  const transferLength = 2 * blocks * bs;
+  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
+  if (blocks > lu.maxCompareWriteBlocks) return invalidFieldInCdb(13);
+  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+  const data = req.dataOut;
+  const sent = data === undefined ? 0 : data.length;
+  // The Data-Out buffer must be exactly the verify and write data: a partial transfer cannot be
+  // compared and written atomically, and data beyond NUMBER OF LOGICAL BLOCKS (e.g. a count that
+  // did not fit the one-byte field) means the CDB does not describe what the initiator meant.
+  if (sent !== transferLength) {
+    return { ...(sent > transferLength ? invalidFieldInCdb(13) : partialBlock()), transferLength };
+  }
+  if (blocks === 0) return good(); // SBC-3: zero blocks is not an error; nothing is transferred
+  const verifyData = data!.subarray(0, blocks * bs);
+  const writeData = data!.subarray(blocks * bs);
+  const durable = (b1 & 0x08) !== 0 || !lu.writeCache;
+
+  const release = await lu.locks.acquire(lba, blocks, true);
+  try {
+    const medium = Buffer.allocUnsafe(blocks * bs);
+    try {
+      await lu.backend.read(medium, lba * bs);
+    } catch {
+      return { ...readError(), transferLength };
+    }
+    const at = firstDifference(medium, verifyData);
+    if (at >= 0) return { ...miscompare(at), transferLength };
+    try {
+      await lu.backend.write(writeData, lba * bs, durable);
+    } catch (err) {
+      return { ...writeError(err), transferLength };
+    }
+  } finally {
+    release();
+  }
+  return { status: ScsiStatus.Good, transferLength };
+}
+
+// --- ORWRITE(16) ----------------------------------------------------------------------------------
+
+/** ORWRITE(16), SBC-3 §5.8 (BMOP 000b): medium := medium OR Data-Out, under the exclusive lock. */
+async function orwrite16(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
+  const c = req.cdb;
+  const b1 = c[1]!;
+  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // ORPROTECT
+  const lba = readU64(c, 2);
+  const blocks = c.readUInt32BE(10);
+  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
+  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+  if (blocks === 0) return good();
+  if (tooLong(lu, blocks)) return invalidFieldInCdb(10);
+  const bs = lu.blockSize;
+  const transferLength = blocks * bs;
+  const n = usableBytes(req.dataOut, transferLength, bs);
+  if (n === PARTIAL_BLOCK) return { ...partialBlock(), transferLength };
+  if (n === 0) return { status: ScsiStatus.Good, transferLength };
+  const data = req.dataOut!.subarray(0, n);
+  const durable = (b1 & 0x08) !== 0 || !lu.writeCache;
+
+  const release = await lu.locks.acquire(lba, n / bs, true);
+  try {
+    const medium = Buffer.allocUnsafe(n);
+    try {
+      await lu.backend.read(medium, lba * bs);
+    } catch {
+      return { ...readError(), transferLength };
+    }
+    for (let i = 0; i < n; i++) medium[i]! |= data[i]!;
+    try {
+      await lu.backend.write(medium, lba * bs, durable);
+    } catch (err) {
+      return { ...writeError(err), transferLength };
+    }
+  } finally {
+    release();
+  }
+  return { status: ScsiStatus.Good, transferLength };
+}
+
+// --- WRITE AND VERIFY(10/12/16) --------------------------------------------------------------------
+
+/**
+ * WRITE AND VERIFY, SBC-3 §5.37: the data is written to stable storage (the verify is meaningless
+ * against a volatile cache), then read back from the medium; with BYTCHK 01b it is also compared
+ * with the Data-Out buffer (MISCOMPARE on a difference). BYTCHK 10b/11b are not defined for this
+ * command: INVALID FIELD IN CDB.
+ */
+async function writeAndVerify(lu: LogicalUnit, req: ScsiRequest, lba: number, blocks: number, lenByte: number): Promise<ScsiResponse> {
+  const b1 = req.cdb[1]!;
+  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // WRPROTECT
+  const bytchk = (b1 >> 1) & 0x03;
+  if (bytchk > 1) return invalidFieldInCdb(1, 2);
+  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
+  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+  if (blocks === 0) return good();
+  if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
+  const bs = lu.blockSize;
+  const transferLength = blocks * bs;
+  const n = usableBytes(req.dataOut, transferLength, bs);
+  if (n === PARTIAL_BLOCK) return { ...partialBlock(), transferLength };
+  if (n === 0) return { status: ScsiStatus.Good, transferLength };
+  const data = req.dataOut!.subarray(0, n);
+
+  const release = await lu.locks.acquire(lba, n / bs, true);
+  try {
+    try {
+      await lu.backend.write(data, lba * bs, true);
+    } catch (err) {
+      return { ...writeError(err), transferLength };
+    }
+    const medium = Buffer.allocUnsafe(n);
+    try {
+      await lu.backend.read(medium, lba * bs);
+    } catch {
+      return { ...readError(), transferLength };
+    }
+    if (bytchk === 1) {
+      const at = firstDifference(medium, data);
+      if (at >= 0) return { ...miscompare(at), transferLength };
+    }
+  } finally {
+    release();
+  }
+  return { status: ScsiStatus.Good, transferLength };
+}
+
+// --- table ---------------------------------------------------------------------------------------
+
+const CTL = 0x04;
+const L4 = [0xff, 0xff, 0xff, 0xff];
+const L8 = [...L4, ...L4];
+
+export const COMPARE_COMMANDS: readonly CommandDescriptor[] = [
+  {
+    name: 'WRITE AND VERIFY(10)',
+    opcode: Op.WRITE_AND_VERIFY_10,
+    usage: [Op.WRITE_AND_VERIFY_10, 0xf6, ...L4, 0, 0xff, 0xff, CTL],
+    reservation: 'write',
+    handler: (lu, req) => writeAndVerify(lu, req, req.cdb.readUInt32BE(2), req.cdb.readUInt16BE(7), 7),
+  },
+  {
+    name: 'WRITE AND VERIFY(16)',
+    opcode: Op.WRITE_AND_VERIFY_16,
+    usage: [Op.WRITE_AND_VERIFY_16, 0xf6, ...L8, ...L4, 0, CTL],
+    reservation: 'write',
+    handler: (lu, req) => writeAndVerify(lu, req, readU64(req.cdb, 2), req.cdb.readUInt32BE(10), 10),
+  },
+  {
+    name: 'COMPARE AND WRITE',
+    opcode: Op.COMPARE_AND_WRITE,
+    usage: [Op.COMPARE_AND_WRITE, 0xf8, ...L8, 0, 0, 0, 0xff, 0, CTL],
+    reservation: 'write',
+    handler: compareAndWrite,
+  },
+  {
+    name: 'ORWRITE(16)',
+    opcode: Op.ORWRITE_16,
+    usage: [Op.ORWRITE_16, 0xf8, ...L8, ...L4, 0, CTL],
+    reservation: 'write',
+    handler: orwrite16,
+  },
+  {
+    name: 'WRITE AND VERIFY(12)',
+    opcode: Op.WRITE_AND_VERIFY_12,
+    usage: [Op.WRITE_AND_VERIFY_12, 0xf6, ...L4, ...L4, 0, CTL],
+    reservation: 'write',
+    handler: (lu, req) => writeAndVerify(lu, req, req.cdb.readUInt32BE(2), req.cdb.readUInt32BE(6), 6),
+  },
+];

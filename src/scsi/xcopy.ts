@@ -1,0 +1,306 @@
+/**
+ * Third-party copy, SPC-4 §5.16 / §6.4 / §6.18: EXTENDED COPY (LID1) with block-to-block segment
+ * descriptors between logical units of this target (VMware VAAI "full copy" clones a VM disk
+ * without moving the data over the network), RECEIVE COPY RESULTS (COPY STATUS, OPERATING
+ * PARAMETERS) and the Third-party Copy VPD page.
+ *
+ * Copy targets (CSCD descriptors) are named by identification descriptor (E4h) with a designator
+ * from VPD page 83h; only logical units of this SCSI target device can be copied from or to.
+ * Segments run in order, each in chunks under the destination's shared write lock.
+ */
+import { Op, readU64, truncate } from './cdb.js';
+import type { CommandDescriptor, DeviceContext } from './command-table.js';
+import type { LogicalUnit } from './logical-unit.js';
+import { outOfRange } from './sbc.js';
+import {
+  Asc,
+  SenseKey,
+  checkCondition,
+  good,
+  invalidFieldInCdb,
+  invalidFieldInParameterList,
+  parameterListLengthError,
+  reservationConflict,
+  senseError,
+  writeProtected,
+} from './sense.js';
+import type { ScsiRequest, ScsiResponse } from './types.js';
+
+export const XCOPY_LIMITS = {
+  /** MAXIMUM CSCD DESCRIPTOR COUNT. */
+  cscdDescriptors: 8,
+  /** MAXIMUM SEGMENT DESCRIPTOR COUNT. */
+  segmentDescriptors: 64,
+  /** MAXIMUM DESCRIPTOR LIST LENGTH (CSCD + segment descriptors, bytes). */
+  descriptorListLength: 4096,
+  /** MAXIMUM SEGMENT LENGTH (bytes): one segment's NUMBER OF BLOCKS is at most 65535 anyway. */
+  segmentLength: 65535 * 4096,
+} as const;
+
+/** Bytes read and written per step of a segment. */
+const COPY_CHUNK = 1024 * 1024;
+
+const CSCD_IDENTIFICATION = 0xe4;
+const SEGMENT_BLOCK_TO_BLOCK = 0x02;
+const CSCD_LENGTH = 32;
+const B2B_LENGTH = 28;
+
+const RcrSa = { COPY_STATUS: 0x00, OPERATING_PARAMETERS: 0x03 } as const;
+
+/** Held COPY STATUS data (SPC-4 §6.18.3), per I_T nexus and list identifier. */
+interface CopyStatus {
+  /** COPY MANAGER STATUS: 01h completed without errors, 02h completed with errors. */
+  status: number;
+  segmentsProcessed: number;
+  /** Bytes copied. */
+  transferred: number;
+}
+
+/** Per-LU copy manager state: the held copy status data. */
+export class CopyManager {
+  private readonly held = new Map<string, CopyStatus>();
+
+  hold(nexusId: string, listId: number, s: CopyStatus): void {
+    const key = `${nexusId}\n${listId}`;
+    this.held.delete(key);
+    this.held.set(key, s);
+    // Bounded: the oldest held results go first (SPC-4 lets the copy manager discard held data).
+    while (this.held.size > 64) this.held.delete(this.held.keys().next().value!);
+  }
+
+  take(nexusId: string, listId: number): CopyStatus | undefined {
+    const key = `${nexusId}\n${listId}`;
+    const s = this.held.get(key);
+    if (s !== undefined) this.held.delete(key);
+    return s;
+  }
+
+  /** I_T nexus loss discards that nexus' held data; a LU reset discards everything. */
+  forget(nexusId?: string): void {
+    if (nexusId === undefined) {
+      this.held.clear();
+      return;
+    }
+    for (const k of [...this.held.keys()]) if (k.startsWith(`${nexusId}\n`)) this.held.delete(k);
+  }
+}
+
+function copyAborted(asc: number, segment?: number): ScsiResponse {
+  const r = checkCondition(SenseKey.COPY_ABORTED, asc >> 8, asc & 0xff);
+  // COMMAND-SPECIFIC INFORMATION: the segment descriptor being processed (SPC-4 §6.4.3.1).
+  if (segment !== undefined) r.sense!.writeUInt32BE(segment, 8);
+  return r;
+}
+
+interface Segment {
+  src: number;
+  dst: number;
+  blocks: number;
+  srcLba: number;
+  dstLba: number;
+  /** Offset of the descriptor in the parameter list (for field pointers). */
+  at: number;
+}
+
+/** EXTENDED COPY (LID1), SPC-4 §6.4. */
+async function extendedCopy(lu: LogicalUnit, req: ScsiRequest, dev: DeviceContext): Promise<ScsiResponse> {
+  const c = req.cdb;
+  if ((c[1]! & 0x1f) !== 0) return invalidFieldInCdb(1, 4); // LID4 (service action 01h) is not supported
+  const listLen = c.readUInt32BE(10);
+  if (listLen === 0) return good(); // SPC-4: not an error; nothing to copy
+  const data = req.dataOut;
+  if (data === undefined || data.length < listLen) return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
+  const p = data.subarray(0, listLen);
+  if (p.length < 16) return parameterListLengthError();
+  const listId = p[0]!;
+  const listIdUsage = (p[1]! >> 3) & 0x03;
+  if (p[1]! & 0x20) return invalidFieldInParameterList(1, 5); // STR: no stream devices
+  const cscdLen = p.readUInt16BE(2);
+  const segLen = p.readUInt32BE(8);
+  const inlineLen = p.readUInt32BE(12);
+  if (16 + cscdLen + segLen + inlineLen > p.length) return parameterListLengthError();
+  if (cscdLen + segLen > XCOPY_LIMITS.descriptorListLength) return parameterListLengthError();
+  if (inlineLen !== 0) return invalidFieldInParameterList(12); // MAXIMUM INLINE DATA LENGTH 0
+
+  // CSCD descriptors.
+  if (cscdLen % CSCD_LENGTH !== 0) return parameterListLengthError();
+  const cscdCount = cscdLen / CSCD_LENGTH;
+  if (cscdCount > XCOPY_LIMITS.cscdDescriptors) return senseError(SenseKey.ILLEGAL_REQUEST, Asc.TOO_MANY_TARGET_DESCRIPTORS);
+  const targets: (LogicalUnit | undefined)[] = [];
+  for (let i = 0; i < cscdCount; i++) {
+    const o = 16 + i * CSCD_LENGTH;
+    const d = p.subarray(o, o + CSCD_LENGTH);
+    if (d[0] !== CSCD_IDENTIFICATION) return senseError(SenseKey.ILLEGAL_REQUEST, Asc.UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE, { field: { cd: false, byte: o } });
+    // [1] LU ID TYPE (ignored, SPC-4) / NUL (obsolete) / PERIPHERAL DEVICE TYPE: block devices only.
+    if ((d[1]! & 0x1f) !== 0) return invalidFieldInParameterList(o + 1);
+    const desigLen = d[7]!;
+    if (desigLen > 16) return invalidFieldInParameterList(o + 7);
+    const target = dev.unitByDesignator?.(d[4]! & 0x0f, d[5]! & 0x3f, d.subarray(8, 8 + desigLen));
+    if (target !== undefined) {
+      // Device type specific parameters: PAD 0 and the block length of the copy target.
+      if (d.readUIntBE(29, 3) !== target.blockSize) return invalidFieldInParameterList(o + 29);
+    }
+    targets.push(target);
+  }
+
+  // Segment descriptors.
+  const segments: Segment[] = [];
+  let o = 16 + cscdLen;
+  const end = o + segLen;
+  while (o < end) {
+    if (end - o < 4) return parameterListLengthError();
+    const type = p[o]!;
+    const dlen = p.readUInt16BE(o + 2) + 4;
+    if (type !== SEGMENT_BLOCK_TO_BLOCK) return senseError(SenseKey.ILLEGAL_REQUEST, Asc.UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE, { field: { cd: false, byte: o } });
+    if (dlen !== B2B_LENGTH) return invalidFieldInParameterList(o + 2);
+    if (o + dlen > end) return parameterListLengthError();
+    if (segments.length === XCOPY_LIMITS.segmentDescriptors) return senseError(SenseKey.ILLEGAL_REQUEST, Asc.TOO_MANY_SEGMENT_DESCRIPTORS);
+    segments.push({
+      src: p.readUInt16BE(o + 4),
+      dst: p.readUInt16BE(o + 6),
+      blocks: p.readUInt16BE(o + 10),
+      srcLba: readU64(p, o + 12),
+      dstLba: readU64(p, o + 20),
+      at: o,
+    });
+    o += dlen;
+  }
+
+  // Processing (errors from here on are COPY ABORTED and leave held status data).
+  const status: CopyStatus = { status: 0x01, segmentsProcessed: 0, transferred: 0 };
+  const hold = (): void => {
+    if (listIdUsage !== 0x03) lu.copyManager.hold(req.nexus.id, listId, status);
+  };
+  const abort = (asc: number, segment: number): ScsiResponse => {
+    status.status = 0x02;
+    hold();
+    return copyAborted(asc, segment);
+  };
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i]!;
+    const src = targets[s.src];
+    const dst = targets[s.dst];
+    if (s.src >= targets.length || s.dst >= targets.length || src === undefined || dst === undefined) {
+      return abort(Asc.UNREACHABLE_COPY_TARGET, i);
+    }
+    if (dst.readOnly || req.nexus.readOnly) return writeProtected();
+    if (src !== lu && src.reservations.conflicts('read', req.nexus)) return reservationConflict();
+    if (dst !== lu && dst.reservations.conflicts('write', req.nexus)) return reservationConflict();
+    // A range the copy target cannot address: the copy is aborted (the segment is in the sense data).
+    if (outOfRange(src, s.srcLba, s.blocks) || outOfRange(dst, s.dstLba, s.blocks)) return abort(Asc.NO_ADDITIONAL_SENSE, i);
+    const bs = src.blockSize;
+    const per = Math.max(1, Math.floor(COPY_CHUNK / bs));
+    const buf = Buffer.allocUnsafe(Math.min(per, Math.max(s.blocks, 1)) * bs);
+    for (let done = 0; done < s.blocks; ) {
+      const n = Math.min(per, s.blocks - done);
+      const chunk = n * bs === buf.length ? buf : buf.subarray(0, n * bs);
+      try {
+        await src.backend.read(chunk, (s.srcLba + done) * bs);
+      } catch {
+        return abort(Asc.UNRECOVERED_READ_ERROR, i);
+      }
+      const release = await dst.locks.acquire(s.dstLba + done, n, false);
+      try {
+        await dst.backend.write(chunk, (s.dstLba + done) * bs, !dst.writeCache);
+      } catch {
+        return abort(Asc.WRITE_ERROR, i);
+      } finally {
+        release();
+      }
+      done += n;
+      status.transferred += n * bs;
+    }
+    status.segmentsProcessed++;
+  }
+  hold();
+  return good();
+}
+
+/** RECEIVE COPY RESULTS (LID1), SPC-4 §6.18. */
+function receiveCopyResults(lu: LogicalUnit, req: ScsiRequest): ScsiResponse {
+  const c = req.cdb;
+  const sa = c[1]! & 0x1f;
+  const alloc = c.readUInt32BE(10);
+  if (sa === RcrSa.OPERATING_PARAMETERS) {
+    const codes = [SEGMENT_BLOCK_TO_BLOCK, CSCD_IDENTIFICATION];
+    const out = Buffer.alloc(44 + codes.length);
+    out.writeUInt32BE(out.length - 4, 0); // AVAILABLE DATA
+    // [4] SNLID 0: list identifiers are not unique per nexus only.
+    out.writeUInt16BE(XCOPY_LIMITS.cscdDescriptors, 8);
+    out.writeUInt16BE(XCOPY_LIMITS.segmentDescriptors, 10);
+    out.writeUInt32BE(XCOPY_LIMITS.descriptorListLength, 12);
+    out.writeUInt32BE(XCOPY_LIMITS.segmentLength, 16);
+    // [20] MAXIMUM INLINE DATA LENGTH 0, [24] HELD DATA LIMIT 0, [28] MAXIMUM STREAM DEVICE TRANSFER SIZE 0.
+    out.writeUInt16BE(1, 34); // TOTAL CONCURRENT COPIES
+    out[36] = 1; // MAXIMUM CONCURRENT COPIES
+    out[37] = Math.log2(lu.blockSize); // DATA SEGMENT GRANULARITY (log2 bytes)
+    out[43] = codes.length; // IMPLEMENTED DESCRIPTOR LIST LENGTH
+    codes.forEach((code, i) => (out[44 + i] = code));
+    return good(truncate(out, alloc));
+  }
+  // COPY STATUS: held data of a completed EXTENDED COPY on this I_T nexus with this list id.
+  const s = lu.copyManager.take(req.nexus.id, c[2]!);
+  if (s === undefined) return invalidFieldInCdb(2);
+  const out = Buffer.alloc(12);
+  out.writeUInt32BE(8, 0); // AVAILABLE DATA
+  out[4] = s.status; // HDD 0, COPY MANAGER STATUS
+  out.writeUInt16BE(Math.min(s.segmentsProcessed, 0xffff), 5);
+  // TRANSFER COUNT UNITS: 00h bytes, F1h kibibytes when the byte count does not fit.
+  const kib = s.transferred > 0xffffffff;
+  out[7] = kib ? 0xf1 : 0x00;
+  out.writeUInt32BE(kib ? Math.floor(s.transferred / 1024) : s.transferred, 8);
+  return good(truncate(out, alloc));
+}
+
+/** The Third-party Copy VPD page (8Fh), SPC-4 §7.8.17: what this copy manager supports. */
+export function thirdPartyCopyPage(): Buffer {
+  const descriptor = (type: number, body: Buffer): Buffer => {
+    const len = (body.length + 3) & ~3;
+    const b = Buffer.alloc(4 + len);
+    b.writeUInt16BE(type, 0);
+    b.writeUInt16BE(len, 2);
+    body.copy(b, 4);
+    return b;
+  };
+  // Supported Commands (0001h): EXTENDED COPY LID1, RECEIVE COPY RESULTS COPY STATUS / OPERATING PARAMETERS.
+  const cmds = Buffer.from([Op.EXTENDED_COPY, 1, 0x00, Op.RECEIVE_COPY_RESULTS, 2, RcrSa.COPY_STATUS, RcrSa.OPERATING_PARAMETERS]);
+  const supportedCommands = descriptor(0x0001, Buffer.concat([Buffer.from([cmds.length]), cmds]));
+  // Supported Descriptors (0004h): block→block segments, identification CSCDs.
+  const supportedDescriptors = descriptor(0x0004, Buffer.from([2, SEGMENT_BLOCK_TO_BLOCK, CSCD_IDENTIFICATION]));
+  const body = Buffer.concat([supportedCommands, supportedDescriptors]);
+  const page = Buffer.alloc(4 + body.length);
+  page[1] = 0x8f;
+  page.writeUInt16BE(body.length, 2);
+  body.copy(page, 4);
+  return page;
+}
+
+const CTL = 0x04;
+const L4 = [0xff, 0xff, 0xff, 0xff];
+
+export const XCOPY_COMMANDS: readonly CommandDescriptor[] = [
+  {
+    name: 'EXTENDED COPY(LID1)',
+    opcode: Op.EXTENDED_COPY,
+    serviceAction: 0x00,
+    usage: [Op.EXTENDED_COPY, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    reservation: 'write',
+    handler: extendedCopy,
+  },
+  {
+    name: 'RECEIVE COPY RESULTS (COPY STATUS)',
+    opcode: Op.RECEIVE_COPY_RESULTS,
+    serviceAction: RcrSa.COPY_STATUS,
+    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.COPY_STATUS, 0xff, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    reservation: 'read',
+    handler: receiveCopyResults,
+  },
+  {
+    name: 'RECEIVE COPY RESULTS (OPERATING PARAMETERS)',
+    opcode: Op.RECEIVE_COPY_RESULTS,
+    serviceAction: RcrSa.OPERATING_PARAMETERS,
+    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.OPERATING_PARAMETERS, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    reservation: 'allowed',
+    handler: receiveCopyResults,
+  },
+];
