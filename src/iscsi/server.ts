@@ -19,6 +19,8 @@ import { TargetNode } from './target-node.js';
  */
 const SOCKET_HIGH_WATER_MARK = 8 * 1024 * 1024;
 
+const PERSISTENT_RESERVE_OUT = 0x5f;
+
 /**
  * The iSCSI target server: opens (and locks) every LUN's backing file, listens on the
  * configured portals and owns the live sessions.
@@ -93,7 +95,32 @@ export class IscsiServer implements ServerContext {
       await new ScsiDevice(units).close();
       throw err;
     }
-    return new TargetNode(def, new ScsiDevice(units));
+    const device = new ScsiDevice(units);
+    const node = new TargetNode(def, device);
+    device.taskAborter = (lun, nexusIds) => this.abortNexusTasks(node, lun, nexusIds);
+    try {
+      await device.opened();
+    } catch (err) {
+      // The LU answers NOT READY until an operator repairs its state; other LUs serve on.
+      this.log.error({ err, target: def.iqn }, 'persisted reservation state unusable');
+    }
+    return node;
+  }
+
+  /**
+   * PERSISTENT RESERVE OUT / PREEMPT AND ABORT (SPC-4 §5.13.11.2.?): the preempted I_T nexuses'
+   * tasks on the LU end (TASK ABORTED, TAS=1); the PR OUT commands themselves are not waited for.
+   */
+  private async abortNexusTasks(target: TargetNode, lun: number, nexusIds: readonly string[]): Promise<void> {
+    const ids = new Set(nexusIds);
+    const aborts: Promise<void>[] = [];
+    for (const s of this.sessionsOf(target)) {
+      if (!ids.has(s.nexus.id)) continue;
+      const conn = this.sessionConnection.get(s);
+      if (conn === undefined) continue;
+      aborts.push(conn.commands.abort([...s.tasks.values()].filter((t) => t.lun === lun && t.cdb[0] !== PERSISTENT_RESERVE_OUT), true));
+    }
+    await Promise.all(aborts);
   }
 
   private listen(portal: PortalConfig): Promise<net.Server> {
