@@ -6,6 +6,7 @@ import { fixedSense } from '../scsi/sense.js';
 import { ScsiStatus, type ScsiResponse } from '../scsi/types.js';
 import type { Connection } from './connection.js';
 import { ScsiTask } from './scsi-task.js';
+import { TaskDataStream } from './data-out-stream.js';
 
 /** Residual flags of SCSI Response / Data-In (RFC 7143 §11.4.5). */
 const UNDERFLOW = 0x02;
@@ -86,13 +87,21 @@ export class CommandPath {
       this.execute(task, immediateData);
       return;
     }
-    task.data = Buffer.allocUnsafe(task.edtl);
-    immediateData.copy(task.data, 0);
-    task.received = immediateData.length;
     // §11.3.? / §13.10: with InitialR2T=No and F=0, unsolicited Data-Out follows, up to FirstBurstLength.
     task.unsolicitedOpen = !p.initialR2T && !pdu.final;
     task.unsolicitedLimit = Math.min(p.firstBurstLength, task.edtl);
+    task.received = immediateData.length;
     task.nextR2TOffset = task.received;
+    if (task.edtl > p.firstBurstLength && session.target.device.acceptsDataOutStream(task.cdb)) {
+      // Large plain writes run now and take their data burst by burst as it arrives.
+      const stream = new TaskDataStream(task.edtl, () => { if (!task.unsolicitedOpen) this.issueR2Ts(task); });
+      task.stream = stream;
+      if (immediateData.length > 0) stream.push(immediateData);
+      this.execute(task, undefined);
+      return;
+    }
+    task.data = Buffer.allocUnsafe(task.edtl);
+    immediateData.copy(task.data, 0);
     if (!task.unsolicitedOpen) this.issueR2Ts(task);
   }
 
@@ -100,7 +109,8 @@ export class CommandPath {
     const conn = this.conn;
     const session = conn.session!;
     const task = session.tasks.get(pdu.itt);
-    if (task === undefined || task.state !== 'receiving' || task.data === null) {
+    const receiving = task !== undefined && (task.stream !== null ? !task.stream.failed && task.received < task.edtl : task.state === 'receiving' && task.data !== null);
+    if (!receiving) {
       // Data for a task that ended (aborted, or answered early): discard (§? unsolicited data for a completed task).
       conn.log.debug({ itt: pdu.itt }, 'Data-Out for no receiving task; discarded');
       return;
@@ -118,8 +128,7 @@ export class CommandPath {
         this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `unsolicited Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${data.length}`);
         return;
       }
-      data.copy(task.data, offset);
-      task.received += data.length;
+      this.store(task, data, offset);
       task.unsolicitedDataSN++;
       if (pdu.final || task.received === task.unsolicitedLimit) {
         task.unsolicitedOpen = false;
@@ -136,17 +145,22 @@ export class CommandPath {
         this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${data.length} (expected DataSN ${r2t.nextDataSN} offset ${r2t.nextOffset})`);
         return;
       }
-      data.copy(task.data, offset);
-      task.received += data.length;
+      this.store(task, data, offset);
       r2t.nextOffset += data.length;
       r2t.nextDataSN++;
       if (r2t.nextOffset === r2t.end) task.r2ts.splice(task.r2ts.indexOf(r2t), 1);
     }
     if (task.received === task.edtl) {
-      this.execute(task, task.data);
+      if (task.stream === null) this.execute(task, task.data!);
       return;
     }
     if (!task.unsolicitedOpen) this.issueR2Ts(task);
+  }
+
+  private store(task: ScsiTask, data: Buffer, offset: number): void {
+    if (task.stream !== null) task.stream.push(data);
+    else data.copy(task.data!, offset);
+    task.received += data.length;
   }
 
   /** A Data-Out whose payload was lost (digest error, oversize): the task cannot complete correctly. */
@@ -155,14 +169,21 @@ export class CommandPath {
     if (session === null) return;
     const itt = bhs.readUInt32BE(16);
     const task = session.tasks.get(itt);
-    if (task === undefined || task.state !== 'receiving') return;
+    if (task === undefined || (task.state !== 'receiving' && task.stream === null)) return;
     this.finishWithSense(task, why === 'data-digest' ? PROTOCOL_SERVICE_CRC_ERROR : INCORRECT_AMOUNT_OF_DATA, `write data lost (${why})`);
   }
 
-  /** §11.8: keep up to MaxOutstandingR2T solicitations of at most MaxBurstLength each. */
+  /**
+   * §11.8: keep up to MaxOutstandingR2T solicitations of at most MaxBurstLength each. A streamed
+   * write solicits only while less than two bursts wait for the SCSI layer (bounded memory).
+   */
   private issueR2Ts(task: ScsiTask): void {
-    const p = this.conn.session!.params;
+    const session = this.conn.session;
+    if (session === null || task.aborted || task.transferFailure !== null) return;
+    const p = session.params;
+    const stream = task.stream;
     while (task.r2ts.length < p.maxOutstandingR2T && task.nextR2TOffset < task.edtl) {
+      if (stream !== null && task.nextR2TOffset - stream.delivered >= 2 * p.maxBurstLength) return;
       const offset = task.nextR2TOffset;
       const length = Math.min(p.maxBurstLength, task.edtl - offset);
       const ttt = this.conn.allocateTtt();
@@ -179,6 +200,12 @@ export class CommandPath {
 
   private finishWithSense(task: ScsiTask, sense: readonly [number, number, number], why: string): void {
     this.conn.log.warn({ itt: task.itt, why }, 'command terminated');
+    if (task.stream !== null) {
+      // The handler is already running: stop its data; it answers with this sense when it returns.
+      if (task.transferFailure === null) task.transferFailure = sense;
+      task.stream.fail(new Error(why));
+      return;
+    }
     task.state = 'done';
     this.complete(task, { status: ScsiStatus.CheckCondition, sense: fixedSense(sense[0], sense[1], sense[2]) });
   }
@@ -187,10 +214,13 @@ export class CommandPath {
     const session = this.conn.session!;
     const target = session.target!;
     task.state = 'executing';
-    task.r2ts.length = 0;
+    if (task.stream === null) task.r2ts.length = 0;
     this.executing++;
+    const req = task.stream === null
+      ? { nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOut, dataInLength: task.isRead ? task.edtl : 0 }
+      : { nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOutStream: task.stream, dataInLength: 0 };
     task.execution = target.device
-      .execute({ nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOut, dataInLength: task.isRead ? task.edtl : 0 })
+      .execute(req)
       .then(
         (res) => this.finished(task, res),
         (err: unknown) => {
@@ -201,6 +231,10 @@ export class CommandPath {
   }
 
   private finished(task: ScsiTask, res: ScsiResponse): void {
+    if (task.transferFailure !== null) {
+      const [key, asc, ascq] = task.transferFailure;
+      res = { status: ScsiStatus.CheckCondition, sense: fixedSense(key, asc, ascq) };
+    }
     try {
       this.complete(task, res);
     } finally {
@@ -309,6 +343,7 @@ export class CommandPath {
         this.releaseIfCounted(task.immediate);
         if (task.reportAborted) this.conn.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);
       } else if (task.execution !== null) {
+        task.stream?.fail(new Error('task aborted'));
         running.push(task.execution);
       }
     }

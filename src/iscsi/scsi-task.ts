@@ -1,4 +1,5 @@
 import type { Pdu } from '../pdu/pdu.js';
+import type { TaskDataStream } from './data-out-stream.js';
 
 /** An outstanding R2T: the initiator owes us [offset, end) under `ttt` (RFC 7143 §11.8). */
 export interface PendingR2T {
@@ -16,6 +17,10 @@ export interface PendingR2T {
 export class ScsiTask {
   /** Write data buffer (EDTL bytes) once allocated; the immediate data itself when it is everything. */
   data: Buffer | null = null;
+  /** Large writes: data passed to the SCSI layer as it arrives instead of `data`. */
+  stream: TaskDataStream | null = null;
+  /** Set when the write data transfer failed: this sense is the task's answer, whatever the handler says. */
+  transferFailure: readonly [number, number, number] | null = null;
   /** Write bytes received so far. */
   received = 0;
   /** Unsolicited Data-Out still allowed (InitialR2T=No, F bit clear on the command). */

@@ -20,8 +20,13 @@ import { UnitAttentions } from './unit-attention.js';
 import type { InquiryIdentity } from './vpd.js';
 import { CopyManager } from './xcopy.js';
 
-/** Largest data transfer of one READ/WRITE/VERIFY, reported in the Block Limits VPD page. */
-export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
+/**
+ * Largest data transfer of one READ/WRITE/VERIFY, reported in the Block Limits VPD page. Large
+ * writes are streamed burst by burst by the transport, so this does not bound memory per write.
+ */
+export const MAX_TRANSFER_BYTES = 32 * 1024 * 1024;
+/** MAXIMUM WRITE SAME LENGTH: bounds how long one WRITE SAME holds its range lock. */
+export const MAX_WRITE_SAME_BYTES = 8 * 1024 * 1024;
 
 /**
  * UNMAP limits (Block Limits VPD): at most this many LBAs per command, in at most
@@ -91,7 +96,7 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   readonly maxUnmapBlocks: number;
   readonly maxUnmapDescriptors: number;
   readonly maxCompareWriteBlocks: number;
-  /** MAXIMUM WRITE SAME LENGTH: as much as one maximal WRITE transfers. */
+  /** MAXIMUM WRITE SAME LENGTH (MAX_WRITE_SAME_BYTES in blocks). */
   readonly maxWriteSameBlocks: number;
   readonly unitAttentions = new UnitAttentions();
   readonly commands: CommandTable = COMMANDS;
@@ -138,7 +143,7 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
     this.unmapGranularity = Math.max(1, Math.floor((b.allocationUnit ?? bs) / bs));
     this.maxUnmapBlocks = this.thinProvisioned ? MAX_UNMAP_LBA_COUNT : 0;
     this.maxUnmapDescriptors = this.thinProvisioned ? MAX_UNMAP_DESCRIPTORS : 0;
-    this.maxWriteSameBlocks = this.maxTransferBlocks;
+    this.maxWriteSameBlocks = Math.max(1, Math.floor(MAX_WRITE_SAME_BYTES / bs));
     this.maxCompareWriteBlocks = Math.min(MAX_COMPARE_AND_WRITE_BLOCKS, Math.floor(this.maxTransferBlocks / 2));
     this.reservations = new Reservations(this);
     this.loading = this.reservations.load().then(

@@ -16,7 +16,7 @@ import {
   writeError,
   writeProtected,
 } from './sense.js';
-import { ScsiStatus, type ScsiRequest, type ScsiResponse } from './types.js';
+import { ScsiStatus, type DataOutStream, type ScsiRequest, type ScsiResponse } from './types.js';
 
 /**
  * SBC-3 (READ/WRITE/VERIFY/SYNCHRONIZE CACHE): an LBA at or past the capacity, or a range running past the last block, is
@@ -126,6 +126,7 @@ function writeBlocks(
   const data = req.dataOut;
   // The transport reports residuals against this (iSCSI EDTL ≠ SCSI transfer length).
   const transferLength = blocks * lu.blockSize;
+  if (req.dataOutStream !== undefined) return writeStream(lu, req.dataOutStream, lba, blocks, fua || !lu.writeCache, transferLength);
   const n = usableBytes(data, transferLength, lu.blockSize);
   if (n === PARTIAL_BLOCK) return { ...partialBlock(), transferLength };
   if (n === 0) return { status: ScsiStatus.Good, transferLength };
@@ -143,6 +144,37 @@ async function writeFrom(lu: LogicalUnit, buf: Buffer, offset: number, durable: 
     await lu.backend.write(buf, offset, durable);
   } catch (err) {
     return writeError(err);
+  } finally {
+    release();
+  }
+  return { status: ScsiStatus.Good, transferLength };
+}
+
+/**
+ * A large write whose data is still arriving: each piece goes to the file as it comes, under a
+ * shared range lock held for the whole command; durability (FUA, WCE=0) is one fdatasync at the
+ * end, before status (SBC-3 WRITE(10) FUA). Only whole blocks that fit the transfer are written
+ * (iSCSI EDTL may differ from the CDB's transfer length, as with `usableBytes`).
+ */
+async function writeStream(
+  lu: LogicalUnit, stream: DataOutStream, lba: number, blocks: number, durable: boolean, transferLength: number,
+): Promise<ScsiResponse> {
+  const bs = lu.blockSize;
+  const limit = Math.min(transferLength, stream.length);
+  if (limit % bs !== 0) return { ...partialBlock(), transferLength };
+  const base = lba * bs;
+  let release = lu.locks.acquire(lba, blocks, false);
+  if (typeof release !== 'function') release = await release;
+  try {
+    let pos = 0;
+    for (let piece = await stream.next(); piece !== null; piece = await stream.next()) {
+      const usable = Math.min(piece.length, limit - pos);
+      if (usable > 0) await lu.backend.write(usable === piece.length ? piece : piece.subarray(0, usable), base + pos, false);
+      pos += piece.length;
+    }
+    if (durable) await lu.backend.flush();
+  } catch (err) {
+    return { ...writeError(err), transferLength };
   } finally {
     release();
   }

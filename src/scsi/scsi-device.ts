@@ -74,6 +74,16 @@ export class ScsiDevice implements DeviceContext {
     return this.units.get(lun);
   }
 
+  /**
+   * Whether the command can take its write data as a `dataOutStream` (written as it arrives):
+   * the plain WRITE commands. Everything else (COMPARE AND WRITE, parameter lists, …) needs
+   * all of its data at once.
+   */
+  acceptsDataOutStream(cdb: Buffer): boolean {
+    const op = cdb[0];
+    return op === Op.WRITE_10 || op === Op.WRITE_16 || op === Op.WRITE_12 || op === Op.WRITE_6;
+  }
+
   hasLun(lun: number): boolean {
     return this.units.has(lun);
   }

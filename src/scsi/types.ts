@@ -29,6 +29,12 @@ export interface ScsiRequest {
   readonly cdb: Buffer;
   /** Write data (everything the initiator sent, at most the expected transfer length). */
   readonly dataOut?: Buffer;
+  /**
+   * Write data still arriving, for large writes of commands that accept it (see
+   * `ScsiDevice.acceptsDataOutStream`): the handler pulls it piece by piece, so a huge WRITE is
+   * written burst by burst and never held in memory whole. Exclusive with `dataOut`.
+   */
+  readonly dataOutStream?: DataOutStream;
   /** Expected data-in length the transport will accept (iSCSI EDTL for reads); longer data is truncated by the transport. */
   readonly dataInLength: number;
 }
@@ -55,4 +61,15 @@ export const enum TaskManagementFunction {
   LogicalUnitReset = 5,
   TargetWarmReset = 6,
   TargetColdReset = 7,
+}
+
+/** Write data delivered in order as the transport receives it. */
+export interface DataOutStream {
+  /** Bytes the initiator will send in all (iSCSI EDTL). */
+  readonly length: number;
+  /**
+   * The next piece, in order, or null once `length` bytes have been delivered. Rejects when the
+   * transfer failed (protocol error, digest error, task aborted): the handler stops writing.
+   */
+  next(): Promise<Buffer | null>;
 }

@@ -132,3 +132,64 @@ describe('command window', () => {
     ini.close();
   });
 });
+
+describe('large writes', () => {
+  it('solicit data only a couple of bursts ahead of what reached the file, and land intact', async () => {
+    const ini = await session({ InitialR2T: 'Yes', ImmediateData: 'No', MaxOutstandingR2T: '8', MaxBurstLength: '262144', FirstBurstLength: '65536' });
+    const total = 32 * 1024 * 1024;
+    const data = randomBytes(total);
+    const lba = 4096;
+    const cdb = Buffer.alloc(16); // WRITE(16): 65536 blocks do not fit WRITE(10)
+    cdb[0] = 0x8a;
+    cdb.writeUInt32BE(lba, 6);
+    cdb.writeUInt32BE(total / 512, 10);
+    const itt = ini.itt;
+    await ini.sendPdu(ini.commandHeader(cdb, { write: true, edtl: total }));
+    // Before any data is sent, the target asks for at most two bursts (MaxOutstandingR2T is 8).
+    const first: Array<{ ttt: number; offset: number; length: number }> = [];
+    for (;;) {
+      const pdu = await ini.next(300).catch(() => null);
+      if (pdu === null) break;
+      expect(pdu.opcode).toBe(Opcode.R2T);
+      first.push({ ttt: pdu.targetTransferTag, offset: pdu.bhs.readUInt32BE(40), length: pdu.bhs.readUInt32BE(44) });
+    }
+    expect(first.map((r) => [r.offset, r.length])).toEqual([[0, 262144], [262144, 262144]]);
+    // Answer every R2T as it comes until the status arrives.
+    const pending = [...first];
+    let status = -1;
+    while (status < 0) {
+      const r = pending.shift();
+      if (r !== undefined) {
+        let dataSN = 0;
+        for (let off = r.offset; off < r.offset + r.length; off += 262144) {
+          const end = Math.min(off + 262144, r.offset + r.length);
+          await ini.sendPdu(ini.dataOutHeader(itt, r.ttt, dataSN++, off, end === r.offset + r.length), data.subarray(off, end));
+        }
+        continue;
+      }
+      const pdu = await ini.next(10_000);
+      if (pdu === null) throw new Error('closed');
+      if (pdu.opcode === Opcode.R2T) pending.push({ ttt: pdu.targetTransferTag, offset: pdu.bhs.readUInt32BE(40), length: pdu.bhs.readUInt32BE(44) });
+      else if (pdu.opcode === Opcode.ScsiResponse && pdu.itt === itt) status = pdu.bhs[3]!;
+    }
+    expect(status).toBe(0);
+    const onDisk = readFileSync(srv.lunPath).subarray(lba * 512, lba * 512 + total);
+    expect(onDisk.equals(data)).toBe(true);
+    ini.close();
+  });
+
+  it('answers a large write to an out-of-range LBA at once, and the session goes on', async () => {
+    const ini = await session({ InitialR2T: 'No', ImmediateData: 'Yes', FirstBurstLength: '65536' });
+    const cdb = Buffer.alloc(10);
+    cdb[0] = 0x2a;
+    cdb.writeUInt32BE(0x7fffffff, 2);
+    cdb.writeUInt16BE(2048, 7);
+    const itt = ini.itt;
+    await ini.sendPdu(ini.commandHeader(cdb, { write: true, edtl: 1024 * 1024, final: false }), Buffer.alloc(65536));
+    const r = await ini.collect(itt);
+    expect(r.status).toBe(0x02);
+    expect([r.sense![2]! & 0x0f, r.sense![12], r.sense![13]]).toEqual([0x05, 0x21, 0x00]);
+    expect((await ini.read10(0, 1)).length).toBe(512);
+    ini.close();
+  });
+});

@@ -4,6 +4,7 @@ import {
   LogicalUnit,
   MAX_COMPARE_AND_WRITE_BLOCKS,
   MAX_TRANSFER_BYTES,
+  MAX_WRITE_SAME_BYTES,
   MAX_UNMAP_DESCRIPTORS,
   MAX_UNMAP_LBA_COUNT,
 } from '../../src/scsi/logical-unit.js';
@@ -130,7 +131,7 @@ describe('INQUIRY', () => {
     expect(b0.readUInt32BE(28)).toBe(1); // OPTIMAL UNMAP GRANULARITY: one 4 KiB allocation unit
     expect(b0.readUInt32BE(32)).toBe(0x80000000); // UGAVALID, alignment 0
     expect(b0.readUInt32BE(36)).toBe(0);
-    expect(b0.readUInt32BE(40)).toBe(MAX_TRANSFER_BYTES / 4096); // MAXIMUM WRITE SAME LENGTH
+    expect(b0.readUInt32BE(40)).toBe(MAX_WRITE_SAME_BYTES / 4096); // MAXIMUM WRITE SAME LENGTH
     const b1 = (await run(dev, inquiry(1, 0xb1, 255))).data!;
     expect(b1.readUInt16BE(4)).toBe(1);
     const b2 = (await run(dev, inquiry(1, 0xb2, 255))).data!;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../../src/backend/memory-backend.js';
-import { MAX_TRANSFER_BYTES, MAX_UNMAP_DESCRIPTORS, MAX_UNMAP_LBA_COUNT } from '../../src/scsi/logical-unit.js';
+import { MAX_WRITE_SAME_BYTES, MAX_UNMAP_DESCRIPTORS, MAX_UNMAP_LBA_COUNT } from '../../src/scsi/logical-unit.js';
 import {
   KEY,
   cdb,
@@ -200,7 +200,7 @@ describe('WRITE SAME', () => {
   });
 
   it('WSNZ: NUMBER OF LOGICAL BLOCKS 0, and more than MAXIMUM WRITE SAME LENGTH, are INVALID FIELD IN CDB', async () => {
-    const max = MAX_TRANSFER_BYTES / BS;
+    const max = MAX_WRITE_SAME_BYTES / BS;
     const { dev } = await ready(max * 2);
     const s = expectSense(await run(dev, ws10(0, 0), { dataOut: fill(1, 0) }), KEY.ILLEGAL_REQUEST, 0x24, 0x00);
     expect(fieldPointer(s)).toEqual({ cd: true, byte: 7 });
