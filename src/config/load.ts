@@ -86,6 +86,7 @@ export const DEFAULT_ISCSI_SETTINGS: Readonly<IscsiSettings> = Object.freeze({
   authBackoffAfter: 5,
   authBackoffInitial: 1,
   authBackoffMax: 60,
+  maxDataInFlight: 128 * 1024 * 1024,
 }) as Readonly<IscsiSettings>;
 
 const ISCSI_RANGES: Record<Exclude<keyof IscsiSettings, 'immediateData' | 'initialR2T' | 'headerDigest' | 'dataDigest'>, [number, number]> = {
@@ -104,6 +105,7 @@ const ISCSI_RANGES: Record<Exclude<keyof IscsiSettings, 'immediateData' | 'initi
   authBackoffAfter: [0, 1000],
   authBackoffInitial: [1, 3600],
   authBackoffMax: [1, 86400],
+  maxDataInFlight: [1024 * 1024, 2 ** 40],
 };
 
 // ---------------------------------------------------------------------------------------------

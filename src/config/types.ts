@@ -97,4 +97,10 @@ export interface IscsiSettings {
   authBackoffAfter?: number;
   authBackoffInitial?: number;
   authBackoffMax?: number;
+  /**
+   * Bytes of command data all connections together may hold in memory (read buffers not yet
+   * sent, write data not yet in the file) before they stop reading from their sockets (default
+   * 128 MiB).
+   */
+  maxDataInFlight?: number;
 }

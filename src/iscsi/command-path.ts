@@ -30,6 +30,9 @@ const MAX_WRITE_BUFFER = 32 * 1024 * 1024;
 export class CommandPath {
   /** Commands inside the SCSI layer, and who waits for that number to reach zero. */
   private executing = 0;
+  /** Reads waiting for the server's DataBudget (their buffers would exceed it). */
+  private readonly deferred: ScsiTask[] = [];
+  private awaitingBudget = false;
   private drainWaiters: Array<() => void> = [];
 
   constructor(private readonly conn: Connection) {}
@@ -84,24 +87,29 @@ export class CommandPath {
     if (immediateData.length === task.edtl) {
       // Everything arrived with the command: run straight from the receive buffer.
       task.received = task.edtl;
+      this.hold(task, task.edtl);
       this.execute(task, immediateData);
       return;
     }
     // §11.3.? / §13.10: with InitialR2T=No and F=0, unsolicited Data-Out follows, up to FirstBurstLength.
     task.unsolicitedOpen = !p.initialR2T && !pdu.final;
     task.unsolicitedLimit = Math.min(p.firstBurstLength, task.edtl);
-    task.received = immediateData.length;
-    task.nextR2TOffset = task.received;
+    task.nextR2TOffset = immediateData.length;
     if (task.edtl > p.firstBurstLength && session.target.device.acceptsDataOutStream(task.cdb)) {
       // Large plain writes run now and take their data burst by burst as it arrives.
-      const stream = new TaskDataStream(task.edtl, () => { if (!task.unsolicitedOpen) this.issueR2Ts(task); });
+      const stream = new TaskDataStream(task.edtl, (bytes) => {
+        this.release(task, bytes);
+        if (!task.unsolicitedOpen) this.issueR2Ts(task);
+      });
       task.stream = stream;
-      if (immediateData.length > 0) stream.push(immediateData);
+      if (immediateData.length > 0) this.store(task, immediateData, 0);
       this.execute(task, undefined);
       return;
     }
     task.data = Buffer.allocUnsafe(task.edtl);
+    this.hold(task, task.edtl);
     immediateData.copy(task.data, 0);
+    task.received = immediateData.length;
     if (!task.unsolicitedOpen) this.issueR2Ts(task);
   }
 
@@ -158,9 +166,26 @@ export class CommandPath {
   }
 
   private store(task: ScsiTask, data: Buffer, offset: number): void {
-    if (task.stream !== null) task.stream.push(data);
-    else data.copy(task.data!, offset);
     task.received += data.length;
+    if (task.stream === null) {
+      data.copy(task.data!, offset);
+      return;
+    }
+    this.hold(task, data.length); // released when the handler takes it
+    task.stream.push(data);
+  }
+
+  /** Count task data against the server's DataBudget (reads: the buffer; writes: data not yet in the file). */
+  private hold(task: ScsiTask, bytes: number): void {
+    task.held += bytes;
+    this.conn.dataBudget.take(bytes);
+  }
+
+  private release(task: ScsiTask, bytes = task.held): void {
+    const n = Math.min(bytes, task.held);
+    if (n === 0) return;
+    task.held -= n;
+    this.conn.dataBudget.give(n);
   }
 
   /** A Data-Out whose payload was lost (digest error, oversize): the task cannot complete correctly. */
@@ -211,10 +236,21 @@ export class CommandPath {
   }
 
   private execute(task: ScsiTask, dataOut: Buffer | undefined): void {
+    if (task.isRead && (this.deferred.length > 0 || (this.executing > 0 && this.conn.dataBudget.exhausted))) {
+      // Wait, in order (still 'receiving', so task management can end it), until memory is given back.
+      this.deferred.push(task);
+      if (!this.awaitingBudget) this.runDeferred();
+      return;
+    }
+    this.start(task, dataOut);
+  }
+
+  private start(task: ScsiTask, dataOut: Buffer | undefined): void {
     const session = this.conn.session!;
     const target = session.target!;
     task.state = 'executing';
     if (task.stream === null) task.r2ts.length = 0;
+    if (task.isRead) this.hold(task, task.edtl);
     this.executing++;
     const req = task.stream === null
       ? { nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOut, dataInLength: task.isRead ? task.edtl : 0 }
@@ -238,7 +274,9 @@ export class CommandPath {
     try {
       this.complete(task, res);
     } finally {
-      if (--this.executing === 0 && this.drainWaiters.length > 0) {
+      --this.executing;
+      if (this.deferred.length > 0 && !this.awaitingBudget) this.runDeferred();
+      if (this.executing === 0 && this.drainWaiters.length > 0) {
         for (const resolve of this.drainWaiters.splice(0)) resolve();
       }
     }
@@ -250,6 +288,7 @@ export class CommandPath {
     const session = conn.session!;
     task.state = 'done';
     task.data = null;
+    this.release(task);
     if (session.tasks.get(task.itt) === task) session.tasks.delete(task.itt);
     if (task.aborted) {
       this.releaseIfCounted(task.immediate);
@@ -320,6 +359,23 @@ export class CommandPath {
     if (!immediate) this.conn.session!.releaseCredit();
   }
 
+  private runDeferred(): void {
+    while (this.deferred.length > 0 && !this.conn.isClosed) {
+      if (this.executing > 0 && this.conn.dataBudget.exhausted) {
+        if (!this.awaitingBudget) {
+          this.awaitingBudget = true;
+          this.conn.dataBudget.whenAvailable(() => {
+            this.awaitingBudget = false;
+            this.runDeferred();
+          });
+        }
+        return;
+      }
+      const task = this.deferred.shift()!;
+      if (task.state === 'receiving' && !task.aborted) this.start(task, undefined);
+    }
+  }
+
   /** Resolves once every command handed to the SCSI layer has finished. */
   drain(): Promise<void> {
     if (this.executing === 0) return Promise.resolve();
@@ -339,6 +395,7 @@ export class CommandPath {
       if (task.state === 'receiving') {
         task.state = 'done';
         task.data = null;
+        this.release(task);
         if (session !== null && session.tasks.get(task.itt) === task) session.tasks.delete(task.itt);
         this.releaseIfCounted(task.immediate);
         if (task.reportAborted) this.conn.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);

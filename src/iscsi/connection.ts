@@ -13,8 +13,11 @@ import { CommandPath } from './command-path.js';
 import { handleTaskManagement } from './task-management.js';
 import { TextExchange } from './text-exchange.js';
 import type { ServerContext } from './server-context.js';
+import type { DataBudget } from './data-budget.js';
 
 let connectionIds = 0;
+const PAUSE_DRAIN = 1;
+const PAUSE_MEMORY = 2;
 
 /**
  * One TCP connection: framing, the login phase, then the full feature phase (RFC 7143 §7):
@@ -43,7 +46,8 @@ export class Connection {
   private pingSentAt = 0;
   private pingTimer: NodeJS.Timeout | null = null;
   private nextTtt = 1;
-  private paused = false;
+  /** Why the socket is not being read: PAUSE_DRAIN (our output backs up), PAUSE_MEMORY (data budget). */
+  private pauses = 0;
 
   constructor(
     readonly socket: Socket,
@@ -75,19 +79,22 @@ export class Connection {
     socket.on('data', (chunk: Buffer) => {
       this.lastReceive = Date.now();
       this.framer.push(chunk);
+      if (ctx.dataBudget.exhausted && (this.pauses & PAUSE_MEMORY) === 0) {
+        this.pause(PAUSE_MEMORY);
+        ctx.dataBudget.whenAvailable(() => this.resume(PAUSE_MEMORY));
+      }
     });
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.onClose());
-    socket.on('drain', () => {
-      if (this.paused) {
-        this.paused = false;
-        socket.resume();
-      }
-    });
+    socket.on('drain', () => this.resume(PAUSE_DRAIN));
   }
 
   get settings(): IscsiSettings {
     return this.ctx.settings;
+  }
+
+  get dataBudget(): DataBudget {
+    return this.ctx.dataBudget;
   }
 
   get inLogin(): boolean {
@@ -113,11 +120,21 @@ export class Connection {
       header.writeUInt32BE(s.expCmdSN, 28);
       header.writeUInt32BE(s.maxCmdSN, 32);
     }
-    if (!this.writer.send(header, data) && !this.paused && !this.socket.destroyed) {
+    if (!this.writer.send(header, data) && !this.socket.destroyed) {
       // Back-pressure: stop reading new commands until the initiator drains our responses.
-      this.paused = true;
-      this.socket.pause();
+      this.pause(PAUSE_DRAIN);
     }
+  }
+
+  private pause(reason: number): void {
+    if (this.pauses === 0) this.socket.pause();
+    this.pauses |= reason;
+  }
+
+  private resume(reason: number): void {
+    if ((this.pauses & reason) === 0) return;
+    this.pauses &= ~reason;
+    if (this.pauses === 0 && !this.closed) this.socket.resume();
   }
 
   reject(reason: RejectReason, offending: Buffer, why: string): void {

@@ -17,7 +17,8 @@ export class TaskDataStream implements DataOutStream {
 
   constructor(
     readonly length: number,
-    private readonly onConsumed: () => void,
+    /** Called when the handler takes data (with its size) or waits for more (0). */
+    private readonly onConsumed: (bytes: number) => void,
   ) {}
 
   get failed(): boolean {
@@ -30,6 +31,7 @@ export class TaskDataStream implements DataOutStream {
     if (w !== null) {
       this.waiter = null;
       this.delivered += piece.length;
+      this.onConsumed(piece.length);
       w.resolve(piece);
       return;
     }
@@ -54,11 +56,11 @@ export class TaskDataStream implements DataOutStream {
     if (piece !== undefined) {
       this.queuedBytes -= piece.length;
       this.delivered += piece.length;
-      this.onConsumed();
+      this.onConsumed(piece.length);
       return Promise.resolve(piece);
     }
     if (this.delivered >= this.length) return Promise.resolve(null);
-    this.onConsumed();
+    this.onConsumed(0);
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });

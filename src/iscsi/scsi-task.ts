@@ -19,6 +19,8 @@ export class ScsiTask {
   data: Buffer | null = null;
   /** Large writes: data passed to the SCSI layer as it arrives instead of `data`. */
   stream: TaskDataStream | null = null;
+  /** Bytes of this task's data counted against the server's DataBudget. */
+  held = 0;
   /** Set when the write data transfer failed: this sense is the task's answer, whatever the handler says. */
   transferFailure: readonly [number, number, number] | null = null;
   /** Write bytes received so far. */

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { IscsiSettings } from '../config/types.js';
 import type { Connection } from './connection.js';
+import type { DataBudget } from './data-budget.js';
 import type { LoginAuth, LoginOutcome } from './login.js';
 import type { Session } from './session.js';
 import type { TargetNode } from './target-node.js';
@@ -9,6 +10,8 @@ import type { TargetNode } from './target-node.js';
 export interface ServerContext {
   readonly log: Logger;
   readonly settings: IscsiSettings;
+  /** Command data held in memory across all connections. */
+  readonly dataBudget: DataBudget;
   /** Authentication state (CHAP keyring, back-off) that logins consult. */
   readonly auth: LoginAuth;
   findTarget(iqn: string): TargetNode | undefined;

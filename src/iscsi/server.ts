@@ -5,6 +5,7 @@ import { FileBackend } from '../backend/file-backend.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
 import { ScsiDevice } from '../scsi/scsi-device.js';
 import { Connection } from './connection.js';
+import { DataBudget } from './data-budget.js';
 import { LoginFailure, LoginStatus } from './login-status.js';
 import type { LoginOutcome } from './login.js';
 import { Session, SessionRegistry } from './session.js';
@@ -20,6 +21,9 @@ import { TargetNode } from './target-node.js';
 const SOCKET_HIGH_WATER_MARK = 8 * 1024 * 1024;
 
 const PERSISTENT_RESERVE_OUT = 0x5f;
+
+/** Default for iscsi.maxDataInFlight: command data all connections may hold at once. */
+const DATA_BUDGET_BYTES = 128 * 1024 * 1024;
 
 /**
  * The iSCSI target server: opens (and locks) every LUN's backing file, listens on the
@@ -37,6 +41,7 @@ export class IscsiServer implements ServerContext {
   private readonly sessionConnection = new Map<Session, Connection>();
   private readonly connectionCid = new Map<Connection, number>();
   private loggingIn = 0;
+  readonly dataBudget: DataBudget;
   /** Connections in the login phase per source address, and each such connection's address. */
   private readonly loggingInFrom = new Map<string, number>();
   private readonly loginAddress = new Map<Connection, string>();
@@ -47,6 +52,7 @@ export class IscsiServer implements ServerContext {
   constructor(config: EffectiveConfig, logger: Logger) {
     this.config = config;
     this.log = logger;
+    this.dataBudget = new DataBudget(config.iscsi.maxDataInFlight ?? DATA_BUDGET_BYTES);
     this.auth = new AuthService(config.iscsi);
   }
 

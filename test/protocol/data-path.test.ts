@@ -193,3 +193,47 @@ describe('large writes', () => {
     ini.close();
   });
 });
+
+describe('data budget', () => {
+  it('gives back every byte held for command data once the commands have ended', async () => {
+    await new Promise((r) => setTimeout(r, 200));
+    expect(srv.server.dataBudget.inUse).toBe(0);
+  });
+});
+
+describe('data budget exhausted', () => {
+  it('holds initiators back (stops reading) and resumes, with every command answered and no bytes leaked', async () => {
+    const small = await startInProcessServer({ iscsi: { maxDataInFlight: 1024 * 1024 } });
+    try {
+      const ini = await TestInitiator.connect(small.port);
+      expect((await ini.login({ keys: { MaxRecvDataSegmentLength: '262144' } })).status).toBe(0);
+      await ini.clearUnitAttentions();
+      // 64 reads of 256 KiB in flight = 16 MiB requested against a 1 MiB budget.
+      const itts: number[] = [];
+      const cdb = Buffer.alloc(10);
+      cdb[0] = 0x28;
+      cdb.writeUInt16BE(512, 7);
+      for (let i = 0; i < 64; i++) {
+        itts.push(ini.itt);
+        await ini.sendPdu(ini.commandHeader(cdb, { read: true, edtl: 262144 }));
+      }
+      const done = new Set<number>();
+      while (done.size < 64) {
+        const p = await ini.next(10_000);
+        if (p === null) throw new Error('closed');
+        if (p.opcode === Opcode.DataIn && (p.flags & 0x01) !== 0) {
+          expect(p.bhs[3]).toBe(0);
+          done.add(p.itt);
+        }
+      }
+      expect([...done].sort((a, b) => a - b)).toEqual(itts);
+      // Reads beyond the budget waited: at most one command's buffer past the limit.
+      expect(small.server.dataBudget.peak).toBeLessThan(1024 * 1024 + 262144);
+      ini.close();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(small.server.dataBudget.inUse).toBe(0);
+    } finally {
+      await small.stop();
+    }
+  });
+});
