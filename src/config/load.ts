@@ -86,7 +86,7 @@ export const DEFAULT_ISCSI_SETTINGS: Readonly<IscsiSettings> = Object.freeze({
   authBackoffAfter: 5,
   authBackoffInitial: 1,
   authBackoffMax: 60,
-  maxDataInFlight: 128 * 1024 * 1024,
+  maxDataInFlight: 64 * 1024 * 1024,
 }) as Readonly<IscsiSettings>;
 
 const ISCSI_RANGES: Record<Exclude<keyof IscsiSettings, 'immediateData' | 'initialR2T' | 'headerDigest' | 'dataDigest'>, [number, number]> = {

@@ -100,7 +100,7 @@ export interface IscsiSettings {
   /**
    * Bytes of command data all connections together may hold in memory (read buffers not yet
    * sent, write data not yet in the file) before they stop reading from their sockets (default
-   * 128 MiB).
+   * 64 MiB).
    */
   maxDataInFlight?: number;
 }

@@ -23,7 +23,7 @@ const SOCKET_HIGH_WATER_MARK = 8 * 1024 * 1024;
 const PERSISTENT_RESERVE_OUT = 0x5f;
 
 /** Default for iscsi.maxDataInFlight: command data all connections may hold at once. */
-const DATA_BUDGET_BYTES = 128 * 1024 * 1024;
+const DATA_BUDGET_BYTES = 64 * 1024 * 1024;
 
 /**
  * The iSCSI target server: opens (and locks) every LUN's backing file, listens on the

@@ -100,7 +100,7 @@ describe('parseConfig: defaults', () => {
       authBackoffAfter: 5,
       authBackoffInitial: 1,
       authBackoffMax: 60,
-      maxDataInFlight: 128 * 1024 * 1024,
+      maxDataInFlight: 64 * 1024 * 1024,
     });
   });
 
