@@ -1,0 +1,179 @@
+/**
+ * A real gluster replica-3 volume for the tests, all on this machine, started by hand (no systemd).
+ *
+ * glusterd, the three brick daemons and the FUSE client all live in a network namespace of their
+ * own ("glfs-gluster"), whose only non-loopback address 10.231.77.2/32 sits on that namespace's lo
+ * (gluster refuses 127.x brick addresses). So no gluster packet ever leaves this machine, or even
+ * that namespace. The FUSE mount itself is made in the root mount namespace (nsenter --net only),
+ * so glfs-target, running normally, serves a LUN file from it.
+ *
+ * glusterd runs with its own working directory under the run's base dir (not /var/lib/glusterd).
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeRun, run, sleep, which, type RunResult } from '../e2e/harness.js';
+
+export const GLUSTER_NS = 'glfs-gluster';
+export const GLUSTER_IP = '10.231.77.2';
+export const GLUSTER_TOOLS = ['glusterd', 'gluster', 'glusterfs', 'mount.glusterfs', 'nsenter', 'ip'];
+const BASE = process.env.GLFS_GLUSTER_BASE ?? '/var/lib/glfs-target-gluster';
+
+const nsExec = (cmd: string, args: string[], timeout = 60_000) =>
+  run(which('nsenter') ?? 'nsenter', [`--net=/var/run/netns/${GLUSTER_NS}`, cmd, ...args], { timeout });
+
+async function ok(p: Promise<RunResult>): Promise<RunResult> {
+  const r = await p;
+  if (r.code !== 0) throw new Error(`gluster setup step failed:\n${describeRun(r)}`);
+  return r;
+}
+
+export interface BrickStatus { path: string; pid: number; online: boolean; }
+
+export class GlusterVolume {
+  readonly bricks: string[];
+  readonly mount: string;
+
+  private constructor(readonly name: string, readonly dir: string) {
+    this.bricks = [1, 2, 3].map((i) => join(dir, `brick${i}`));
+    this.mount = join(dir, 'mnt');
+  }
+
+  /** `gluster --mode=script ARGS` inside the namespace. */
+  cli(...args: string[]): Promise<RunResult> {
+    return nsExec(which('gluster') ?? 'gluster', ['--mode=script', ...args], 120_000);
+  }
+
+  /**
+   * Starts glusterd (in the namespace, private working dir), creates and starts a replica-3 volume
+   * from three bricks on this host (force: same host, root partition), FUSE-mounts it.
+   */
+  static async create(name = `glfs-e2e-${process.pid}`): Promise<GlusterVolume> {
+    const dir = join(BASE, name);
+    await GlusterVolume.teardownAll();
+    mkdirSync(dir, { recursive: true });
+    const v = new GlusterVolume(name, dir);
+    for (const b of v.bricks) mkdirSync(b, { recursive: true });
+    mkdirSync(v.mount, { recursive: true });
+
+    // Namespace with one address on its loopback device.
+    await ok(run('ip', ['netns', 'add', GLUSTER_NS]));
+    await ok(run('ip', ['-n', GLUSTER_NS, 'link', 'set', 'lo', 'up']));
+    await ok(run('ip', ['-n', GLUSTER_NS, 'addr', 'add', `${GLUSTER_IP}/32`, 'dev', 'lo']));
+
+    // glusterd with a private working directory (a copy of the stock volfile with that one change).
+    const workdir = join(BASE, 'glusterd');
+    mkdirSync(workdir, { recursive: true });
+    const stock = existsSync('/etc/glusterfs/glusterd.vol') ? readFileSync('/etc/glusterfs/glusterd.vol', 'utf8') : '';
+    const vol = stock.includes('working-directory')
+      ? stock.replace(/option working-directory .*/, `option working-directory ${workdir}`)
+      : `volume management\n    type mgmt/glusterd\n    option working-directory ${workdir}\n    option transport-type socket\nend-volume\n`;
+    writeFileSync(join(BASE, 'glusterd.vol'), vol);
+    await ok(nsExec(which('glusterd') ?? 'glusterd', ['-f', join(BASE, 'glusterd.vol'), '-p', join(BASE, 'glusterd.pid'),
+      `--log-file=${join(BASE, 'glusterd.log')}`]));
+    for (let i = 0; ; i++) {
+      const r = await v.cli('volume', 'list');
+      if (r.code === 0) break;
+      if (i > 100) throw new Error(`glusterd did not answer:\n${describeRun(r)}\n${v.log()}`);
+      await sleep(200);
+    }
+    await ok(v.cli('volume', 'create', name, 'replica', '3', ...v.bricks.map((b) => `${GLUSTER_IP}:${b}`), 'force'));
+    // The seed's setting, plus the usual ones for block-device files (no client-side caching of data).
+    for (const [k, val] of [['server.allow-insecure', 'on'], ['performance.quick-read', 'off'], ['performance.read-ahead', 'off'],
+      ['performance.io-cache', 'off'], ['performance.stat-prefetch', 'off'], ['performance.open-behind', 'off'],
+      ['performance.strict-o-direct', 'on'], ['network.remote-dio', 'disable'], ['cluster.quorum-type', 'auto'],
+      ['cluster.heal-timeout', '10']]) {
+      await ok(v.cli('volume', 'set', name, k!, val!));
+    }
+    await ok(v.cli('volume', 'start', name));
+    await ok(nsExec('mount', ['-t', 'glusterfs', `${GLUSTER_IP}:/${name}`, v.mount]));
+    const m = await run('findmnt', ['-n', '-o', 'FSTYPE', v.mount]);
+    if (m.stdout.trim() !== 'fuse.glusterfs') throw new Error(`volume not mounted at ${v.mount}: ${describeRun(m)}`);
+    return v;
+  }
+
+  log(): string {
+    try {
+      return readFileSync(join(BASE, 'glusterd.log'), 'utf8').split('\n').slice(-40).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Brick processes from `gluster volume status NAME --xml`. */
+  async brickStatus(): Promise<BrickStatus[]> {
+    const r = await ok(this.cli('volume', 'status', this.name, '--xml'));
+    const out: BrickStatus[] = [];
+    for (const m of r.stdout.matchAll(/<node>([\s\S]*?)<\/node>/g)) {
+      const n = m[1]!;
+      const path = /<path>([^<]*)<\/path>/.exec(n)?.[1] ?? '';
+      if (!this.bricks.includes(path)) continue;
+      out.push({ path, pid: Number(/<pid>(-?\d+)<\/pid>/.exec(n)?.[1] ?? -1), online: /<status>1<\/status>/.test(n) });
+    }
+    return out;
+  }
+
+  /** SIGKILLs the brick daemon of brick i (0-based). Returns its pid. */
+  async killBrick(i: number): Promise<number> {
+    const b = (await this.brickStatus()).find((s) => s.path === this.bricks[i]);
+    if (!b || b.pid <= 0) throw new Error(`brick ${i} has no pid: ${JSON.stringify(await this.brickStatus())}`);
+    process.kill(b.pid, 'SIGKILL');
+    return b.pid;
+  }
+
+  /** Restarts dead bricks (`volume start force`) and triggers a heal. */
+  async restartBricksAndHeal(): Promise<void> {
+    await ok(this.cli('volume', 'start', this.name, 'force'));
+    for (let i = 0; i < 100; i++) {
+      if ((await this.brickStatus()).every((s) => s.online)) break;
+      await sleep(300);
+    }
+    // Right after a brick returns, the self-heal daemon may not have reconnected yet and the heal
+    // launch fails ("brick op 'Heal' failed"): retry for a while.
+    let last: RunResult | undefined;
+    for (let i = 0; i < 60; i++) {
+      last = await this.cli('volume', 'heal', this.name);
+      if (last.code === 0) return;
+      await sleep(1000);
+    }
+    throw new Error(`gluster volume heal kept failing:\n${describeRun(last!)}`);
+  }
+
+  /** Sum of "Number of entries" over the bricks in `volume heal NAME info` (-1 if unreadable). */
+  async pendingHeals(): Promise<number> {
+    const r = await this.cli('volume', 'heal', this.name, 'info');
+    const counts = [...r.stdout.matchAll(/Number of entries: (\d+|-)/g)].map((m) => (m[1] === '-' ? NaN : Number(m[1])));
+    if (r.code !== 0 || counts.length !== 3 || counts.some((c) => Number.isNaN(c))) return -1;
+    return counts.reduce((a, c) => a + c, 0);
+  }
+
+  async stop(): Promise<void> {
+    await run('umount', ['-l', this.mount], { timeout: 30_000 });
+    await this.cli('volume', 'stop', this.name, 'force');
+    await this.cli('volume', 'delete', this.name);
+    await GlusterVolume.teardownAll();
+    if (!process.env.GLFS_GLUSTER_KEEP) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Removes whatever a previous (possibly crashed) run left: FUSE mounts under the base dir,
+   * gluster processes in OUR namespace (found by namespace, never by name), the namespace itself.
+   */
+  static async teardownAll(): Promise<void> {
+    const mounts = (await run('findmnt', ['-rn', '-t', 'fuse.glusterfs', '-o', 'TARGET'])).stdout.split('\n').filter((m) => m.startsWith(BASE));
+    for (const m of mounts) await run('umount', ['-l', m], { timeout: 30_000 });
+    const nsPids = (await run('ip', ['netns', 'pids', GLUSTER_NS])).stdout.split('\n').map(Number).filter((n) => n > 0);
+    for (const pid of nsPids) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    if (nsPids.length) await sleep(500);
+    await run('ip', ['netns', 'del', GLUSTER_NS]);
+    // Volume definitions from earlier runs live in the private working dir: start clean.
+    rmSync(join(BASE, 'glusterd'), { recursive: true, force: true });
+  }
+}
+
+export function glusterMissing(): string {
+  const missing = GLUSTER_TOOLS.filter((t) => !which(t)).map((t) => `tool '${t}' not found`);
+  if (!existsSync('/dev/fuse')) missing.push('/dev/fuse missing');
+  return missing.join('; ');
+}
