@@ -31,7 +31,7 @@
 //              1 = unexpected failures, 2 = the suite did not run to the end, 3 = usage/setup error.
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { canConnect, freePort } from '../support/ports.mjs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -244,23 +244,6 @@ export function toMarkdown(parsed, meta, known) {
 // ------------------------------------------------------------------------------------------------
 // Running
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
-  });
-}
-
-function canConnect(port) {
-  return new Promise((res) => {
-    const s = new Socket();
-    const done = (ok) => { s.destroy(); res(ok); };
-    s.setTimeout(1000, () => done(false));
-    s.once('error', () => done(false));
-    s.connect(port, '127.0.0.1', () => done(true));
-  });
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
