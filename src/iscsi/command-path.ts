@@ -41,7 +41,7 @@ export class CommandPath {
     const conn = this.conn;
     const session = conn.session!;
     if (session.target === null) {
-      // §4.? Discovery sessions carry only Text, NOP and Logout.
+      // Discovery sessions carry only Text, NOP and Logout (RFC 7143 §4.3).
       conn.reject(RejectReason.ProtocolError, pdu.bhs, 'SCSI command in a discovery session');
       this.releaseIfCounted(pdu.immediate);
       return;
@@ -91,7 +91,7 @@ export class CommandPath {
       this.execute(task, immediateData);
       return;
     }
-    // §11.3.? / §13.10: with InitialR2T=No and F=0, unsolicited Data-Out follows, up to FirstBurstLength.
+    // §11.3.1 (F bit) / §13.10: with InitialR2T=No and F=0, unsolicited Data-Out follows, up to FirstBurstLength.
     task.unsolicitedOpen = !p.initialR2T && !pdu.final;
     task.unsolicitedLimit = Math.min(p.firstBurstLength, task.edtl);
     task.nextR2TOffset = immediateData.length;
@@ -119,7 +119,7 @@ export class CommandPath {
     const task = session.tasks.get(pdu.itt);
     const receiving = task !== undefined && (task.stream !== null ? !task.stream.failed && task.received < task.edtl : task.state === 'receiving' && task.data !== null);
     if (!receiving) {
-      // Data for a task that ended (aborted, or answered early): discard (§? unsolicited data for a completed task).
+      // Data for a task that ended (aborted, or answered early): discarded.
       conn.log.debug({ itt: pdu.itt }, 'Data-Out for no receiving task; discarded');
       return;
     }
@@ -127,7 +127,7 @@ export class CommandPath {
     const offset = pdu.bufferOffset;
     const ttt = pdu.targetTransferTag;
     if (ttt === RESERVED_TAG) {
-      // Unsolicited data (§11.7.? DataSN restarts at 0 for the unsolicited burst).
+      // Unsolicited data (§11.7, DataSN: counts from 0 for the unsolicited burst).
       if (!task.unsolicitedOpen) {
         this.failTask(task, pdu, UNEXPECTED_UNSOLICITED_DATA, 'unsolicited Data-Out not expected');
         return;
@@ -148,7 +148,7 @@ export class CommandPath {
         this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out with unknown TTT 0x${ttt.toString(16)}`);
         return;
       }
-      // §11.7.? DataSN counts per R2T from 0; DataPDUInOrder=Yes means offsets are sequential.
+      // §11.7 DataSN counts per R2T from 0; DataPDUInOrder=Yes means offsets are sequential.
       if (pdu.dataSN !== r2t.nextDataSN || offset !== r2t.nextOffset || offset + data.length > r2t.end) {
         this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${data.length} (expected DataSN ${r2t.nextDataSN} offset ${r2t.nextOffset})`);
         return;

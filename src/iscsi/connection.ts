@@ -369,7 +369,7 @@ export class Connection {
       return;
     }
     const h = nopInHeader(pdu.itt, RESERVED_TAG, pdu.lunField);
-    // The ping data is echoed back (§11.19.? "Ping Data").
+    // The ping data is echoed back (RFC 7143 §11.19, Ping Data).
     this.send(h, pdu.data.length > 0 ? Buffer.from(pdu.data) : undefined, true);
   }
 

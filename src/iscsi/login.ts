@@ -156,7 +156,7 @@ export class LoginHandler {
     if (transit && (nsg <= csg || (nsg as number) === 2)) throw new LoginFailure(LoginStatus.InitiatorError, `invalid transition ${csg}→${nsg}`);
     this.stage = csg;
 
-    // §11.12.? / §6.1: text may span PDUs (C bit); answer each partial PDU with an empty response.
+    // §11.12 (C bit) / §6.1: text may span PDUs; answer each partial PDU with an empty response.
     this.pendingText.push(pdu.data);
     if (pdu.loginContinue) return this.reply(pdu, false, csg, csg, undefined);
     const text = Buffer.concat(this.pendingText);
@@ -252,7 +252,7 @@ export class LoginHandler {
     this.policy = policy;
   }
 
-  /** §6.3 / §11.12.? a non-zero TSIH names the session this connection joins: it must exist. */
+  /** §6.3, §11.12 (TSIH): a non-zero TSIH names the session this connection joins; it must exist. */
   private checkTsih(): void {
     const f = this.first!;
     if (f.tsih !== 0) this.ctx.checkExistingSession(f.tsih, f.cid, this.initiatorName, f.isidHex, this.target);

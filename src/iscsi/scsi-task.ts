@@ -12,7 +12,7 @@ export interface PendingR2T {
 /**
  * One SCSI command in flight on a session: its write data as it arrives (immediate data,
  * unsolicited Data-Out up to FirstBurstLength, then solicited Data-Out per R2T) and its
- * execution. RFC 7143 §4.? / §11.3, §11.7, §11.8.
+ * execution. RFC 7143 §11.3, §11.7, §11.8.
  */
 export class ScsiTask {
   /** Write data buffer (EDTL bytes) once allocated; the immediate data itself when it is everything. */
@@ -58,7 +58,7 @@ export class ScsiTask {
     let cdb = pdu.cdb;
     const ahs = pdu.ahs;
     if (ahs !== null && ahs.length >= 4 && ahs[2] === 0x01) {
-      // §11.3.? Extended CDB AHS (type 1): CDB bytes beyond the first 16.
+      // RFC 7143 §11.2.2 Extended CDB AHS (type 1): CDB bytes beyond the first 16.
       const ahsLength = ahs.readUInt16BE(0);
       cdb = Buffer.concat([cdb, ahs.subarray(4, 3 + ahsLength)]);
     } else {

@@ -114,7 +114,7 @@ export class IscsiServer implements ServerContext {
   }
 
   /**
-   * PERSISTENT RESERVE OUT / PREEMPT AND ABORT (SPC-4 §5.13.11.2.?): the preempted I_T nexuses'
+   * PERSISTENT RESERVE OUT / PREEMPT AND ABORT (SPC-4, preempting and aborting): the preempted I_T nexuses'
    * tasks on the LU end (TASK ABORTED, TAS=1); the PR OUT commands themselves are not waited for.
    */
   private async abortNexusTasks(target: TargetNode, lun: number, nexusIds: readonly string[]): Promise<void> {
@@ -270,7 +270,7 @@ export class IscsiServer implements ServerContext {
     this.connectionCid.delete(conn);
     const s = conn.session;
     if (s !== null && this.sessionConnection.get(s) === conn) {
-      // ERL 0 with one connection per session: losing the connection ends the session (§6.? / §7.?).
+      // ERL 0 with one connection per session: losing the connection ends the session (RFC 7143 §7, session recovery).
       this.log.info({ conn: conn.id, initiator: s.initiatorName, tsih: s.tsih }, 'connection lost; session ended');
       s.closed = true;
       this.sessions.remove(s);

@@ -72,7 +72,7 @@ export class Session {
   }
 }
 
-/** TSIH allocation and lookup of live sessions (RFC 7143 §4.2.7.? / §11.12.7: TSIH ≠ 0). */
+/** TSIH allocation and lookup of live sessions (RFC 7143 §11.12 Login Request, TSIH: never 0 for a session). */
 export class SessionRegistry {
   private readonly byTsih = new Map<number, Session>();
   private nextTsih = 1 + Math.floor(Math.random() * 0xfffe);

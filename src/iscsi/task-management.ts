@@ -60,7 +60,7 @@ export async function handleTaskManagement(conn: Connection, ctx: ServerContext,
       const own = [...session.tasks.values()].filter((t) => t.lun === lun);
       const aborts = [conn.commands.abort(own, false)];
       if (fn === TmfFunction.ClearTaskSet) {
-        // SAM-5 §7.? CLEAR TASK SET acts on every I_T nexus's tasks for the LU.
+        // SAM-5 CLEAR TASK SET acts on the tasks of every I_T nexus for the LU.
         aborts.push(...abortOthers(ctx, conn, (t) => t.lun === lun));
         target.device.clearTaskSet(lun, session.nexus);
       }
