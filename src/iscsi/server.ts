@@ -215,16 +215,22 @@ export class IscsiServer implements ServerContext {
   }
 
   private async endSession(session: Session, reason: string): Promise<void> {
-    if (session.closed) return;
+    const conn = this.sessionConnection.get(session);
+    if (session.closed || conn === undefined) return;
+    const retired = this.retire(session, conn);
+    conn.destroy(reason);
+    await retired;
+  }
+
+  /**
+   * Forget a session now; resolves once its remaining tasks have left the SCSI layer and the LUs
+   * have seen the I_T nexus loss (SAM-5: SPC-2 reservations held through it end).
+   */
+  private retire(session: Session, conn: Connection): Promise<void> {
     session.closed = true;
     this.sessions.remove(session);
-    const conn = this.sessionConnection.get(session);
     this.sessionConnection.delete(session);
-    if (conn === undefined) return;
-    const tasks = [...session.tasks.values()];
-    conn.destroy(reason);
-    await conn.commands.abort(tasks, false);
-    session.target?.device.nexusLost(session.nexus); // SAM-5 I_T nexus loss (SPC-2 reservations end)
+    return conn.commands.abort([...session.tasks.values()], false).then(() => session.target?.device.nexusLost(session.nexus));
   }
 
   /**
@@ -256,12 +262,7 @@ export class IscsiServer implements ServerContext {
 
   logoutCompleted(conn: Connection): void {
     const s = conn.session;
-    if (s !== null) {
-      s.closed = true;
-      this.sessions.remove(s);
-      this.sessionConnection.delete(s);
-      s.target?.device.nexusLost(s.nexus); // SAM-5 I_T nexus loss (SPC-2 reservations end)
-    }
+    if (s !== null && this.sessionConnection.get(s) === conn) void this.retire(s, conn);
   }
 
   connectionClosed(conn: Connection): void {
@@ -272,10 +273,7 @@ export class IscsiServer implements ServerContext {
     if (s !== null && this.sessionConnection.get(s) === conn) {
       // ERL 0 with one connection per session: losing the connection ends the session (RFC 7143 §7, session recovery).
       this.log.info({ conn: conn.id, initiator: s.initiatorName, tsih: s.tsih }, 'connection lost; session ended');
-      s.closed = true;
-      this.sessions.remove(s);
-      this.sessionConnection.delete(s);
-      void conn.commands.abort([...s.tasks.values()], false).then(() => s.target?.device.nexusLost(s.nexus)); // SAM-5 I_T nexus loss
+      void this.retire(s, conn);
     }
   }
 

@@ -77,7 +77,7 @@ export class TextExchange {
     } else if (value === '') {
       chosen = session.target === null ? [] : visible.filter((t) => t === session.target);
     } else {
-      chosen = visible.filter((t) => t.iqn === value.toLowerCase() || t.iqn === value);
+      chosen = visible.filter((t) => t.iqn === value.toLowerCase()); // names compare lower-cased (RFC 7143 §4.2.7.1)
     }
     const addresses = conn.targetAddresses();
     const out: TextPairs = [];

@@ -9,7 +9,7 @@ import {
   INITIATOR, describeRun, freePort, parseSize, prereqs, run, startGlfsTarget, startTgt, tempDir,
   type RunResult, type TargetHandle,
 } from './harness.js';
-import { MiniInitiator, type Designator } from './mini-initiator.js';
+import { deviceIdentification, type Designator } from './device-identification.js';
 
 const USE_TGT = process.env.E2E_TARGET === 'tgt';
 const TOOLS = ['iscsi-ls', 'iscsi-inq', 'iscsi-readcapacity16', ...(USE_TGT ? ['tgtd', 'tgtadm'] : [])];
@@ -85,13 +85,8 @@ describe.skipIf(pre.skip)(`libiscsi tools against ${USE_TGT ? 'tgt' : 'glfs-targ
       }
     }
 
-    const c = await MiniInitiator.login({ port: t.port, targetName: t.iqn, initiatorName: INITIATOR });
-    let naa: Designator[];
-    try {
-      naa = (await c.deviceIdentification(lun(i))).filter((d) => d.type === 3 && d.association === 0);
-    } finally {
-      await c.logout();
-    }
+    const naa = (await deviceIdentification({ port: t.port, targetName: t.iqn, initiatorName: INITIATOR, lun: lun(i) }))
+      .filter((d) => d.type === 3 && d.association === 0);
 
     const rc = ok(await run('iscsi-readcapacity16', ['-i', INITIATOR, t.url(lun(i))], { timeout: 20_000 }));
     const lastLba = BigInt(/RETURNED LOGICAL BLOCK ADDRESS:(\d+)/.exec(rc.stdout)?.[1] ?? '-1');
