@@ -21,8 +21,11 @@ export interface BlockBackend {
   readonly allocationUnit?: number;
   /** Fill `buf` completely with the bytes at `offset`. */
   read(buf: Buffer, offset: number): Promise<void>;
-  /** Write all of `buf` at `offset`. With `durable`, resolve only once the data is on stable storage. */
-  write(buf: Buffer, offset: number, durable: boolean): Promise<void>;
+  /**
+   * Write all of `data` (one buffer, or several written back to back) at `offset`. With
+   * `durable`, resolve only once the data is on stable storage.
+   */
+  write(data: Buffer | readonly Buffer[], offset: number, durable: boolean): Promise<void>;
   /** Make every completed write durable (fdatasync). */
   flush(): Promise<void>;
   /** Release the file (and its lock). Idempotent. */

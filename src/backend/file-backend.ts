@@ -201,12 +201,13 @@ export class FileBackend implements BlockBackend {
     });
   }
 
-  write(buf: Buffer, offset: number, durable: boolean): Promise<void> {
+  /** pwrite(2), or pwritev(2) for several buffers (write data that arrived in pieces), continuing after short writes. */
+  write(data: Buffer | readonly Buffer[], offset: number, durable: boolean): Promise<void> {
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError(this.description));
     return new Promise((resolve, reject) => {
-      const total = buf.length;
-      let done = 0;
+      let rest = (Buffer.isBuffer(data) ? [data] : data).filter((b) => b.length > 0);
+      let pos = offset;
       const finish = (): void => {
         if (!durable) return resolve();
         fs.fdatasync(fd, (err) => (err ? reject(err) : resolve()));
@@ -214,12 +215,13 @@ export class FileBackend implements BlockBackend {
       const step = (err: NodeJS.ErrnoException | null, n: number): void => {
         if (err) return reject(err);
         if (n === 0) return reject(errnoError(`${this.description}: write made no progress`, 'EIO'));
-        done += n;
-        if (done >= total) return finish();
-        fs.write(fd, buf, done, total - done, offset + done, step);
+        pos += n;
+        rest = dropBytes(rest, n);
+        if (rest.length === 0) return finish();
+        writeSome(fd, rest, pos, step);
       };
-      if (total === 0) return finish();
-      fs.write(fd, buf, 0, total, offset, step);
+      if (rest.length === 0) return finish();
+      writeSome(fd, rest, pos, step);
     });
   }
 
@@ -343,6 +345,19 @@ export class FileBackend implements BlockBackend {
     })();
     return this.closing;
   }
+}
+
+function writeSome(fd: number, bufs: Buffer[], position: number, cb: (err: NodeJS.ErrnoException | null, n: number) => void): void {
+  if (bufs.length === 1) fs.write(fd, bufs[0]!, 0, bufs[0]!.length, position, cb);
+  else fs.writev(fd, bufs, position, cb);
+}
+
+/** `bufs` without its first `n` bytes (views; the list is not modified). */
+function dropBytes(bufs: readonly Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < bufs.length && n >= bufs[i]!.length) n -= bufs[i++]!.length;
+  if (i === bufs.length) return [];
+  return n === 0 ? bufs.slice(i) : [bufs[i]!.subarray(n), ...bufs.slice(i + 1)];
 }
 
 /** st_blksize as a power of two within [blockSize, 1 MiB] (FUSE may report odd values). */

@@ -88,16 +88,20 @@ export class MemoryBackend implements BlockBackend {
     this.data.copy(buf, 0, offset, offset + buf.length);
   }
 
-  async write(buf: Buffer, offset: number, durable: boolean): Promise<void> {
+  async write(data: Buffer | readonly Buffer[], offset: number, durable: boolean): Promise<void> {
     this.stats.writes++;
     if (durable) this.stats.durableWrites++;
     const err = this.check('write');
     if (err) throw err;
-    this.inRange(offset, buf.length, 'write');
-    buf.copy(this.data, offset);
-    if (buf.length > 0) {
+    const bufs = Buffer.isBuffer(data) ? [data] : data;
+    let length = 0;
+    for (const b of bufs) length += b.length;
+    this.inRange(offset, length, 'write');
+    let pos = offset;
+    for (const b of bufs) pos += b.copy(this.data, pos);
+    if (length > 0) {
       const u = this.allocationUnit;
-      this.allocated.fill(1, Math.floor(offset / u), Math.ceil((offset + buf.length) / u));
+      this.allocated.fill(1, Math.floor(offset / u), Math.ceil((offset + length) / u));
     }
   }
 

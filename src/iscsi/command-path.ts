@@ -19,6 +19,9 @@ const PROTOCOL_SERVICE_CRC_ERROR = [0x0b, 0x47, 0x05] as const;
 /** ILLEGAL REQUEST, INVALID FIELD IN CDB (SPC-4). */
 const INVALID_FIELD_IN_CDB = [0x05, 0x24, 0x00] as const;
 
+/** Reads of at least this many bytes get a BufferPool buffer (smaller ones: Node's slab allocator). */
+const READ_BUFFER_MIN = 4096;
+
 /** Largest write we buffer for one command; VPD 0xB0 advertises a smaller maximum transfer. */
 const MAX_WRITE_BUFFER = 32 * 1024 * 1024;
 
@@ -87,6 +90,7 @@ export class CommandPath {
     if (immediateData.length === task.edtl) {
       // Everything arrived with the command: run straight from the receive buffer.
       task.received = task.edtl;
+      task.pooled.push(immediateData);
       this.hold(task, task.edtl);
       this.execute(task, immediateData);
       return;
@@ -100,15 +104,17 @@ export class CommandPath {
       const stream = new TaskDataStream(task.edtl, (bytes) => {
         this.release(task, bytes);
         if (!task.unsolicitedOpen) this.issueR2Ts(task);
-      });
+      }, conn.bufferPool);
       task.stream = stream;
       if (immediateData.length > 0) this.store(task, immediateData, 0);
       this.execute(task, undefined);
       return;
     }
-    task.data = Buffer.allocUnsafe(task.edtl);
+    task.data = conn.bufferPool.acquire(task.edtl);
+    task.pooled.push(task.data);
     this.hold(task, task.edtl);
     immediateData.copy(task.data, 0);
+    conn.bufferPool.release(immediateData);
     task.received = immediateData.length;
     if (!task.unsolicitedOpen) this.issueR2Ts(task);
   }
@@ -121,9 +127,11 @@ export class CommandPath {
     if (!receiving) {
       // Data for a task that ended (aborted, or answered early): discarded.
       conn.log.debug({ itt: pdu.itt }, 'Data-Out for no receiving task; discarded');
+      conn.bufferPool.release(pdu.data);
       return;
     }
     const data = pdu.data;
+    const length = data.length;
     const offset = pdu.bufferOffset;
     const ttt = pdu.targetTransferTag;
     if (ttt === RESERVED_TAG) {
@@ -132,11 +140,11 @@ export class CommandPath {
         this.failTask(task, pdu, UNEXPECTED_UNSOLICITED_DATA, 'unsolicited Data-Out not expected');
         return;
       }
-      if (pdu.dataSN !== task.unsolicitedDataSN || offset !== task.received || offset + data.length > task.unsolicitedLimit) {
-        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `unsolicited Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${data.length}`);
+      if (pdu.dataSN !== task.unsolicitedDataSN || offset !== task.received || offset + length > task.unsolicitedLimit) {
+        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `unsolicited Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${length}`);
         return;
       }
-      this.store(task, data, offset);
+      this.store(task, pdu.data, offset);
       task.unsolicitedDataSN++;
       if (pdu.final || task.received === task.unsolicitedLimit) {
         task.unsolicitedOpen = false;
@@ -149,12 +157,12 @@ export class CommandPath {
         return;
       }
       // §11.7 DataSN counts per R2T from 0; DataPDUInOrder=Yes means offsets are sequential.
-      if (pdu.dataSN !== r2t.nextDataSN || offset !== r2t.nextOffset || offset + data.length > r2t.end) {
-        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${data.length} (expected DataSN ${r2t.nextDataSN} offset ${r2t.nextOffset})`);
+      if (pdu.dataSN !== r2t.nextDataSN || offset !== r2t.nextOffset || offset + length > r2t.end) {
+        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${length} (expected DataSN ${r2t.nextDataSN} offset ${r2t.nextOffset})`);
         return;
       }
-      this.store(task, data, offset);
-      r2t.nextOffset += data.length;
+      this.store(task, pdu.data, offset);
+      r2t.nextOffset += length;
       r2t.nextDataSN++;
       if (r2t.nextOffset === r2t.end) task.r2ts.splice(task.r2ts.indexOf(r2t), 1);
     }
@@ -165,10 +173,12 @@ export class CommandPath {
     if (!task.unsolicitedOpen) this.issueR2Ts(task);
   }
 
+  /** Take write data (a BufferPool buffer, which the task now owns) for buffer offset `offset`. */
   private store(task: ScsiTask, data: Buffer, offset: number): void {
     task.received += data.length;
     if (task.stream === null) {
       data.copy(task.data!, offset);
+      this.conn.bufferPool.release(data);
       return;
     }
     this.hold(task, data.length); // released when the handler takes it
@@ -219,6 +229,7 @@ export class CommandPath {
   }
 
   private failTask(task: ScsiTask, pdu: Pdu, sense: readonly [number, number, number], why: string): void {
+    this.conn.bufferPool.release(pdu.data);
     this.conn.reject(RejectReason.ProtocolError, pdu.bhs, why);
     this.finishWithSense(task, sense, why);
   }
@@ -250,10 +261,18 @@ export class CommandPath {
     const target = session.target!;
     task.state = 'executing';
     if (task.stream === null) task.r2ts.length = 0;
-    if (task.isRead) this.hold(task, task.edtl);
+    let dataInBuffer: Buffer | undefined;
+    if (task.isRead) {
+      this.hold(task, task.edtl);
+      const pool = this.conn.bufferPool;
+      if (task.edtl >= READ_BUFFER_MIN && task.edtl <= pool.maxClass) {
+        dataInBuffer = pool.acquire(task.edtl);
+        task.pooled.push(dataInBuffer);
+      }
+    }
     this.executing++;
     const req = task.stream === null
-      ? { nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOut, dataInLength: task.isRead ? task.edtl : 0 }
+      ? { nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOut, dataInLength: task.isRead ? task.edtl : 0, dataInBuffer }
       : { nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOutStream: task.stream, dataInLength: 0 };
     task.execution = target.device
       .execute(req)
@@ -267,6 +286,7 @@ export class CommandPath {
   }
 
   private finished(task: ScsiTask, res: ScsiResponse): void {
+    task.stream?.handlerDone();
     if (task.transferFailure !== null) {
       const [key, asc, ascq] = task.transferFailure;
       res = { status: ScsiStatus.CheckCondition, sense: fixedSense(key, asc, ascq) };
@@ -291,6 +311,7 @@ export class CommandPath {
     this.release(task);
     if (session.tasks.get(task.itt) === task) session.tasks.delete(task.itt);
     if (task.aborted) {
+      this.releasePooled(task);
       this.releaseIfCounted(task.immediate);
       if (task.reportAborted) {
         conn.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);
@@ -316,8 +337,11 @@ export class CommandPath {
     const sendLength = task.isRead ? Math.min(available, edtl) : 0;
     const good = res.status === ScsiStatus.Good && res.sense === undefined;
     if (sendLength > 0) {
-      this.sendDataIn(task, data!, sendLength, good ? { status: res.status, residualFlags, residual } : null);
+      // The data may be (a view of) the task's read buffer: it goes back to the pool once sent.
+      this.sendDataIn(task, data!, sendLength, good ? { status: res.status, residualFlags, residual } : null, () => this.releasePooled(task));
       if (good) return;
+    } else {
+      this.releasePooled(task);
     }
     let senseSegment: Buffer | undefined;
     if (res.sense !== undefined) {
@@ -336,6 +360,7 @@ export class CommandPath {
   private sendDataIn(
     task: ScsiTask, data: Buffer, length: number,
     status: { status: number; residualFlags: number; residual: number } | null,
+    onWritten: () => void,
   ): void {
     const p = this.conn.session!.params;
     const maxSegment = p.initiatorMaxRecvDataSegmentLength;
@@ -349,10 +374,16 @@ export class CommandPath {
       burstLeft -= seg;
       const endOfBurst = last || burstLeft === 0;
       const header = dataInHeader(task.itt, task.lunField, dataSN++, offset, endOfBurst, last ? status : null);
-      this.conn.send(header, data.subarray(offset, offset + seg), last && status !== null);
+      this.conn.send(header, data.subarray(offset, offset + seg), last && status !== null, last ? onWritten : undefined);
       offset += seg;
       if (burstLeft === 0) burstLeft = maxBurst;
     }
+  }
+
+  /** The task's pool buffers are no longer read by anyone (SCSI layer done, data sent). */
+  private releasePooled(task: ScsiTask): void {
+    for (const b of task.pooled) this.conn.bufferPool.release(b);
+    task.pooled.length = 0;
   }
 
   private releaseIfCounted(immediate: boolean): void {
@@ -396,6 +427,7 @@ export class CommandPath {
         task.state = 'done';
         task.data = null;
         this.release(task);
+        this.releasePooled(task);
         if (session !== null && session.tasks.get(task.itt) === task) session.tasks.delete(task.itt);
         this.releaseIfCounted(task.immediate);
         if (task.reportAborted) this.conn.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);

@@ -6,6 +6,8 @@ import { Opcode, OPCODE_NAMES, RejectReason, RESERVED_TAG } from '../pdu/opcodes
 import { Pdu } from '../pdu/pdu.js';
 import { logoutResponseHeader, nopInHeader, rejectHeader } from '../pdu/target-pdus.js';
 import { PduWriter } from '../pdu/writer.js';
+import type { BufferPool } from '../pdu/buffer-pool.js';
+import { readThroughSharedBuffer } from './socket-reader.js';
 import { LoginHandler, type LoginContext } from './login.js';
 import type { Session } from './session.js';
 import { snAdd } from './serial.js';
@@ -49,16 +51,21 @@ export class Connection {
   /** Why the socket is not being read: PAUSE_DRAIN (our output backs up), PAUSE_MEMORY (data budget). */
   private pauses = 0;
 
+  readonly socket: Socket;
+
+  /** `accepted` comes from a listener with `pauseOnConnect` (see readThroughSharedBuffer). */
   constructor(
-    readonly socket: Socket,
+    accepted: Socket,
     readonly portal: PortalConfig,
     private readonly ctx: ServerContext,
   ) {
+    const socket = readThroughSharedBuffer(accepted, (chunk) => this.receive(chunk));
+    this.socket = socket;
     this.log = ctx.log.child({ conn: this.id, remote: `${socket.remoteAddress}:${socket.remotePort}` });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     this.writer = new PduWriter(socket);
-    this.framer = new PduFramer((pdu) => this.onPdu(pdu), (err) => this.onFramingError(err));
+    this.framer = new PduFramer((pdu) => this.onPdu(pdu), (err) => this.onFramingError(err), ctx.bufferPool);
     this.commands = new CommandPath(this);
     this.text = new TextExchange(this);
     const loginCtx: LoginContext = {
@@ -76,17 +83,24 @@ export class Connection {
       this.close('login timeout');
     }, ctx.settings.loginTimeout * 1000);
     this.loginTimer.unref();
-    socket.on('data', (chunk: Buffer) => {
-      this.lastReceive = Date.now();
-      this.framer.push(chunk);
-      if (ctx.dataBudget.exhausted && (this.pauses & PAUSE_MEMORY) === 0) {
-        this.pause(PAUSE_MEMORY);
-        ctx.dataBudget.whenAvailable(() => this.resume(PAUSE_MEMORY));
-      }
-    });
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.onClose());
     socket.on('drain', () => this.resume(PAUSE_DRAIN));
+  }
+
+  /** Bytes from the socket; `chunk` is only valid during the call (PduFramer copies what it keeps). */
+  private receive(chunk: Buffer): void {
+    this.lastReceive = Date.now();
+    this.framer.push(chunk);
+    const budget = this.ctx.dataBudget;
+    if (budget.exhausted && (this.pauses & PAUSE_MEMORY) === 0) {
+      this.pause(PAUSE_MEMORY);
+      budget.whenAvailable(() => this.resume(PAUSE_MEMORY));
+    }
+  }
+
+  get bufferPool(): BufferPool {
+    return this.ctx.bufferPool;
   }
 
   get settings(): IscsiSettings {
@@ -109,9 +123,10 @@ export class Connection {
 
   /**
    * Send a target PDU, stamping StatSN (advanced when `advanceStatSN`), ExpCmdSN and MaxCmdSN
-   * (offsets 24/28/32 in every target PDU, RFC 7143 §11).
+   * (offsets 24/28/32 in every target PDU, RFC 7143 §11). `onWritten`: see PduWriter.send; it
+   * does not run on a closed connection.
    */
-  send(header: Buffer, data?: Buffer, advanceStatSN = false): void {
+  send(header: Buffer, data?: Buffer, advanceStatSN = false, onWritten?: () => void): void {
     if (this.closed) return;
     header.writeUInt32BE(this.statSN, 24);
     if (advanceStatSN) this.statSN = snAdd(this.statSN, 1);
@@ -120,7 +135,7 @@ export class Connection {
       header.writeUInt32BE(s.expCmdSN, 28);
       header.writeUInt32BE(s.maxCmdSN, 32);
     }
-    if (!this.writer.send(header, data) && !this.socket.destroyed) {
+    if (!this.writer.send(header, data, onWritten) && !this.socket.destroyed) {
       // Back-pressure: stop reading new commands until the initiator drains our responses.
       this.pause(PAUSE_DRAIN);
     }

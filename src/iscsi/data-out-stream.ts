@@ -1,3 +1,4 @@
+import type { BufferPool } from '../pdu/buffer-pool.js';
 import type { DataOutStream } from '../scsi/types.js';
 
 /**
@@ -5,59 +6,87 @@ import type { DataOutStream } from '../scsi/types.js';
  * data, unsolicited Data-Out, then R2T bursts). The transport pushes pieces in buffer-offset
  * order; the command handler pulls them with `next()`. `onConsumed` lets the transport ask for
  * more (R2T) only as the handler keeps up, so a task holds about one burst of data at a time.
+ *
+ * The pushed buffers come from the server's BufferPool; the stream gives them back once the
+ * handler is done with them: a batch when the handler asks for the next one (it has written it),
+ * the last batch when the transport calls `handlerDone`, never-delivered data on failure.
  */
 export class TaskDataStream implements DataOutStream {
-  private readonly queue: Buffer[] = [];
+  /** Buffers pushed and not yet taken; `next()` hands them all over at once (one pwritev). */
+  private queue: Buffer[] = [];
+  /** The batch the handler is working on. */
+  private handedOut: Buffer[] = [];
   /** Bytes pushed but not yet taken by the handler. */
   queuedBytes = 0;
   /** Bytes taken by the handler. */
   delivered = 0;
-  private waiter: { resolve: (b: Buffer | null) => void; reject: (e: Error) => void } | null = null;
+  private waiter: { resolve: (b: Buffer[] | null) => void; reject: (e: Error) => void } | null = null;
   private failure: Error | null = null;
 
   constructor(
     readonly length: number,
     /** Called when the handler takes data (with its size) or waits for more (0). */
     private readonly onConsumed: (bytes: number) => void,
+    private readonly pool: BufferPool,
   ) {}
 
   get failed(): boolean {
     return this.failure !== null;
   }
 
+  /** The next piece of the data, in order. */
   push(piece: Buffer): void {
-    if (this.failure !== null) return;
+    if (this.failure !== null) {
+      this.pool.release(piece);
+      return;
+    }
     const w = this.waiter;
     if (w !== null) {
       this.waiter = null;
       this.delivered += piece.length;
+      this.handedOut = [piece];
       this.onConsumed(piece.length);
-      w.resolve(piece);
+      w.resolve(this.handedOut);
       return;
     }
     this.queue.push(piece);
     this.queuedBytes += piece.length;
   }
 
+  /** The handler has returned: the last batch it took is free. */
+  handlerDone(): void {
+    this.releaseHandedOut();
+  }
+
+  private releaseHandedOut(): void {
+    for (const b of this.handedOut) this.pool.release(b);
+    this.handedOut = [];
+  }
+
   /** The transfer cannot complete: the handler's next (or pending) `next()` rejects. */
   fail(error: Error): void {
     if (this.failure !== null) return;
     this.failure = error;
-    this.queue.length = 0;
+    for (const b of this.queue) this.pool.release(b);
+    this.queue = [];
     this.queuedBytes = 0;
     const w = this.waiter;
     this.waiter = null;
     w?.reject(error);
   }
 
-  next(): Promise<Buffer | null> {
+  next(): Promise<Buffer[] | null> {
     if (this.failure !== null) return Promise.reject(this.failure);
-    const piece = this.queue.shift();
-    if (piece !== undefined) {
-      this.queuedBytes -= piece.length;
-      this.delivered += piece.length;
-      this.onConsumed(piece.length);
-      return Promise.resolve(piece);
+    this.releaseHandedOut(); // written by now: the handler asks for more only after that
+    if (this.queue.length > 0) {
+      const pieces = this.queue;
+      const bytes = this.queuedBytes;
+      this.queue = [];
+      this.queuedBytes = 0;
+      this.delivered += bytes;
+      this.handedOut = pieces;
+      this.onConsumed(bytes);
+      return Promise.resolve(pieces);
     }
     if (this.delivered >= this.length) return Promise.resolve(null);
     this.onConsumed(0);

@@ -17,6 +17,8 @@ export interface PendingR2T {
 export class ScsiTask {
   /** Write data buffer (EDTL bytes) once allocated; the immediate data itself when it is everything. */
   data: Buffer | null = null;
+  /** BufferPool buffers this task owns (write data, the read buffer): released when the task ends. */
+  readonly pooled: Buffer[] = [];
   /** Large writes: data passed to the SCSI layer as it arrives instead of `data`. */
   stream: TaskDataStream | null = null;
   /** Bytes of this task's data counted against the server's DataBudget. */

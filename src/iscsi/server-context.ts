@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { IscsiSettings } from '../config/types.js';
 import type { Connection } from './connection.js';
+import type { BufferPool } from '../pdu/buffer-pool.js';
 import type { DataBudget } from './data-budget.js';
 import type { LoginAuth, LoginOutcome } from './login.js';
 import type { Session } from './session.js';
@@ -12,6 +13,8 @@ export interface ServerContext {
   readonly settings: IscsiSettings;
   /** Command data held in memory across all connections. */
   readonly dataBudget: DataBudget;
+  /** Reusable buffers for received data segments and read data (shared by all connections). */
+  readonly bufferPool: BufferPool;
   /** Authentication state (CHAP keyring, back-off) that logins consult. */
   readonly auth: LoginAuth;
   findTarget(iqn: string): TargetNode | undefined;

@@ -6,6 +6,7 @@ import { LogicalUnit } from '../scsi/logical-unit.js';
 import { ScsiDevice } from '../scsi/scsi-device.js';
 import { Connection } from './connection.js';
 import { DataBudget } from './data-budget.js';
+import { BufferPool } from '../pdu/buffer-pool.js';
 import { LoginFailure, LoginStatus } from './login-status.js';
 import type { LoginOutcome } from './login.js';
 import { Session, SessionRegistry } from './session.js';
@@ -42,6 +43,7 @@ export class IscsiServer implements ServerContext {
   private readonly connectionCid = new Map<Connection, number>();
   private loggingIn = 0;
   readonly dataBudget: DataBudget;
+  readonly bufferPool = new BufferPool();
   /** Connections in the login phase per source address, and each such connection's address. */
   private readonly loggingInFrom = new Map<string, number>();
   private readonly loginAddress = new Map<Connection, string>();
@@ -131,7 +133,8 @@ export class IscsiServer implements ServerContext {
 
   private listen(portal: PortalConfig): Promise<net.Server> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_MARK }, (socket) => this.accept(socket, portal));
+      // Paused: Connection re-wraps each socket to read into a shared buffer (socket-reader.ts).
+      const server = net.createServer({ noDelay: true, pauseOnConnect: true, highWaterMark: SOCKET_HIGH_WATER_MARK }, (socket) => this.accept(socket, portal));
       server.once('error', reject);
       server.listen({ host: portal.host, port: portal.port, backlog: 511 }, () => {
         server.off('error', reject);

@@ -1,4 +1,5 @@
 import { BHS_LENGTH } from './opcodes.js';
+import type { BufferPool } from './buffer-pool.js';
 import { computeDigest, readDigest } from './digest.js';
 import { Pdu } from './pdu.js';
 
@@ -24,8 +25,11 @@ const MAX_HEADER = BHS_LENGTH + 255 * 4 + 4;
 /**
  * Streaming PDU framer (RFC 7143 §11.2): feed it whatever the socket delivers; it calls `onPdu`
  * synchronously for every complete PDU, whether PDUs arrive split across reads or many per read.
- * A PDU lying entirely inside one chunk is returned as views of that chunk (no copy); only a PDU
- * split across chunks is assembled, with one copy of each byte.
+ *
+ * Chunks are borrowed: the socket reads into one reused buffer, so nothing may keep a view of a
+ * chunk after `push` returns. Each PDU's header is copied into a small buffer of its own and its
+ * data segment into a buffer from the pool (one copy per byte, no allocation on the hot path);
+ * whoever ends up owning the data may give it back with `pool.release`.
  *
  * Digest use and the size limit can change between PDUs (after login); they are read when each
  * header is parsed.
@@ -43,8 +47,10 @@ export class PduFramer {
   private bhs: Buffer | null = null;
   private ahs: Buffer | null = null;
   private dataLength = 0;
-  /** Bytes of data segment + padding + data digest still expected (Data / Skip states). */
-  private segment: Buffer | null = null;
+  /** The data segment being received (Data state), and the padding + digest bytes after it. */
+  private data: Buffer | null = null;
+  private readonly tail = Buffer.alloc(8);
+  /** Bytes of data segment + padding + data digest received (Data state) or still to skip (Skip). */
   private segmentFill = 0;
   private segmentNeed = 0;
   private stopped = false;
@@ -52,12 +58,14 @@ export class PduFramer {
   constructor(
     private readonly onPdu: (pdu: Pdu) => void,
     private readonly onError: (error: FramingError) => void,
+    readonly pool: BufferPool,
   ) {}
 
   /** Stop delivering PDUs (after a fatal error or when the connection closes). */
   stop(): void {
     this.stopped = true;
-    this.segment = null;
+    if (this.data !== null) this.pool.release(this.data);
+    this.data = null;
   }
 
   push(chunk: Buffer): void {
@@ -68,30 +76,20 @@ export class PduFramer {
         if (this.headerFill === 0 && len - off >= BHS_LENGTH) {
           const need = this.headerLength(chunk, off);
           if (len - off >= need) {
-            this.beginPdu(chunk.subarray(off, off + need));
+            this.beginPdu(Buffer.from(chunk.subarray(off, off + need)));
             off += need;
             continue;
           }
         }
         off = this.fillHeader(chunk, off);
       } else if (this.state === State.Data) {
-        if (this.segmentFill === 0 && len - off >= this.segmentNeed) {
-          const end = off + this.segmentNeed;
-          this.finishData(chunk.subarray(off, end));
-          off = end;
-          continue;
-        }
-        if (this.segment === null) this.segment = Buffer.allocUnsafe(this.segmentNeed);
         const n = Math.min(len - off, this.segmentNeed - this.segmentFill);
-        chunk.copy(this.segment, this.segmentFill, off, off + n);
+        const inData = Math.max(0, Math.min(n, this.dataLength - this.segmentFill));
+        if (inData > 0) chunk.copy(this.data!, this.segmentFill, off, off + inData);
+        if (n > inData) chunk.copy(this.tail, this.segmentFill + inData - this.dataLength, off + inData, off + n);
         this.segmentFill += n;
         off += n;
-        if (this.segmentFill === this.segmentNeed) {
-          const seg = this.segment;
-          this.segment = null;
-          this.segmentFill = 0;
-          this.finishData(seg);
-        }
+        if (this.segmentFill === this.segmentNeed) this.finishData();
       } else {
         const n = Math.min(len - off, this.segmentNeed);
         this.segmentNeed -= n;
@@ -120,6 +118,7 @@ export class PduFramer {
     return off;
   }
 
+  /** `header` is the PDU's own copy of BHS + AHS (+ header digest). */
   private beginPdu(header: Buffer): void {
     const ahsLength = header[4]! * 4;
     const bhs = header.subarray(0, BHS_LENGTH);
@@ -127,7 +126,7 @@ export class PduFramer {
       const end = BHS_LENGTH + ahsLength;
       if (computeDigest(header.subarray(0, end)) !== readDigest(header, end)) {
         this.stopped = true;
-        this.onError({ kind: 'header-digest', bhs: Buffer.from(bhs), message: 'header digest mismatch' });
+        this.onError({ kind: 'header-digest', bhs, message: 'header digest mismatch' });
         return;
       }
     }
@@ -146,30 +145,33 @@ export class PduFramer {
       this.headerFill = 0;
       this.onError({
         kind: 'oversize',
-        bhs: Buffer.from(bhs),
+        bhs,
         message: `data segment of ${this.dataLength} bytes exceeds MaxRecvDataSegmentLength ${this.maxDataSegmentLength}`,
       });
       return;
     }
     this.state = State.Data;
+    this.data = this.pool.acquire(this.dataLength);
     this.segmentNeed = wire;
     this.segmentFill = 0;
   }
 
-  /** `seg` holds the data segment, its padding and (if negotiated) its digest. */
-  private finishData(seg: Buffer): void {
+  /** The data segment is in `data`, its padding and (if negotiated) digest in `tail`. */
+  private finishData(): void {
     const bhs = this.bhs!;
     const ahs = this.ahs;
-    const dataLength = this.dataLength;
+    const data = this.data!;
+    this.data = null;
     this.resetHeader();
     if (this.dataDigest) {
-      const padded = seg.length - 4;
-      if (computeDigest(seg.subarray(0, padded)) !== readDigest(seg, padded)) {
-        this.onError({ kind: 'data-digest', bhs: Buffer.from(bhs), message: 'data digest mismatch' });
+      const pad = (4 - (data.length & 3)) & 3;
+      if (computeDigest(data, pad > 0 ? this.tail.subarray(0, pad) : undefined) !== readDigest(this.tail, pad)) {
+        this.pool.release(data);
+        this.onError({ kind: 'data-digest', bhs, message: 'data digest mismatch' });
         return;
       }
     }
-    this.onPdu(new Pdu(bhs, ahs, seg.subarray(0, dataLength)));
+    this.onPdu(new Pdu(bhs, ahs, data));
   }
 
   private resetHeader(): void {

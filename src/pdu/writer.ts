@@ -34,9 +34,11 @@ export class PduWriter {
 
   /**
    * Send one PDU; sets DataSegmentLength from `data`. Returns false when the socket's buffer is
-   * above its high-water mark (the caller may wait for 'drain').
+   * above its high-water mark (the caller may wait for 'drain'). `onWritten` runs once the PDU
+   * has been handed to the kernel (or the socket failed): `data` may be reused from then on. It
+   * never runs when the socket is already gone.
    */
-  send(header: Buffer, data?: Buffer): boolean {
+  send(header: Buffer, data?: Buffer, onWritten?: () => void): boolean {
     const dataLength = data === undefined ? 0 : data.length;
     header[5] = (dataLength >>> 16) & 0xff;
     header[6] = (dataLength >>> 8) & 0xff;
@@ -51,7 +53,7 @@ export class PduWriter {
       head = header.subarray(0, BHS_LENGTH);
     }
     this.batch();
-    if (dataLength === 0) return socket.write(head);
+    if (dataLength === 0) return socket.write(head, onWritten);
     const pad = (4 - (dataLength & 3)) & 3;
     let tail: Buffer | null = null;
     if (this.dataDigest) {
@@ -68,11 +70,15 @@ export class PduWriter {
       head.copy(out, 0);
       data!.copy(out, head.length);
       if (tail !== null) tail.copy(out, head.length + dataLength);
-      return socket.write(out);
+      return socket.write(out, onWritten);
     }
     socket.write(head);
-    socket.write(data!);
-    if (tail !== null) socket.write(tail);
+    if (tail === null) {
+      socket.write(data!, onWritten);
+    } else {
+      socket.write(data!);
+      socket.write(tail, onWritten);
+    }
     return socket.writableLength < socket.writableHighWaterMark;
   }
 }

@@ -70,7 +70,9 @@ function readBlocks(
   // the full length is still reported so the transport can signal the residual overflow.
   const len = Math.min(full, Math.max(req.dataInLength, 0));
   if (len === 0) return { status: ScsiStatus.Good, transferLength: full };
-  return readInto(lu, Buffer.allocUnsafe(len), lba * lu.blockSize, full);
+  const offered = req.dataInBuffer;
+  const buf = offered !== undefined && offered.length >= len ? offered.subarray(0, len) : Buffer.allocUnsafe(len);
+  return readInto(lu, buf, lba * lu.blockSize, full);
 }
 
 async function readInto(lu: LogicalUnit, buf: Buffer, offset: number, transferLength: number): Promise<ScsiResponse> {
@@ -167,10 +169,12 @@ async function writeStream(
   if (typeof release !== 'function') release = await release;
   try {
     let pos = 0;
-    for (let piece = await stream.next(); piece !== null; piece = await stream.next()) {
-      const usable = Math.min(piece.length, limit - pos);
-      if (usable > 0) await lu.backend.write(usable === piece.length ? piece : piece.subarray(0, usable), base + pos, false);
-      pos += piece.length;
+    for (let pieces = await stream.next(); pieces !== null; pieces = await stream.next()) {
+      let bytes = 0;
+      for (const b of pieces) bytes += b.length;
+      const usable = Math.min(bytes, limit - pos);
+      if (usable > 0) await lu.backend.write(usable === bytes ? pieces : leadingBytes(pieces, usable), base + pos, false);
+      pos += bytes;
     }
     if (durable) await lu.backend.flush();
   } catch (err) {
@@ -179,6 +183,17 @@ async function writeStream(
     release();
   }
   return { status: ScsiStatus.Good, transferLength };
+}
+
+/** The first `n` bytes of `bufs`, as views. */
+function leadingBytes(bufs: readonly Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (n <= 0) break;
+    out.push(b.length <= n ? b : b.subarray(0, n));
+    n -= b.length;
+  }
+  return out;
 }
 
 function write6(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {

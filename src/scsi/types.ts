@@ -37,6 +37,12 @@ export interface ScsiRequest {
   readonly dataOutStream?: DataOutStream;
   /** Expected data-in length the transport will accept (iSCSI EDTL for reads); longer data is truncated by the transport. */
   readonly dataInLength: number;
+  /**
+   * A buffer of `dataInLength` bytes the transport offers for the data-in (a reusable one): a
+   * handler may read into it and return (a view of) it as `data`. It belongs to the transport
+   * again once the handler has answered.
+   */
+  readonly dataInBuffer?: Buffer;
 }
 
 export interface ScsiResponse {
@@ -68,8 +74,10 @@ export interface DataOutStream {
   /** Bytes the initiator will send in all (iSCSI EDTL). */
   readonly length: number;
   /**
-   * The next piece, in order, or null once `length` bytes have been delivered. Rejects when the
-   * transfer failed (protocol error, digest error, task aborted): the handler stops writing.
+   * The data that arrived since the last call (at least one byte, in order, as the buffers it
+   * came in), or null once `length` bytes have been delivered. Rejects when the transfer failed
+   * (protocol error, digest error, task aborted): the handler stops writing. The buffers are
+   * the transport's again at the following call or when the handler returns: write them first.
    */
-  next(): Promise<Buffer | null>;
+  next(): Promise<Buffer[] | null>;
 }

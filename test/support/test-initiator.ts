@@ -4,6 +4,7 @@
  * split PDUs across arbitrary TCP writes, send malformed PDUs and observe raw responses.
  */
 import net from 'node:net';
+import { BufferPool } from '../../src/pdu/buffer-pool.js';
 import { PduFramer } from '../../src/pdu/framer.js';
 import { computeDigest } from '../../src/pdu/digest.js';
 import { Opcode } from '../../src/pdu/opcodes.js';
@@ -48,6 +49,7 @@ export class TestInitiator {
         for (const w of this.waiters.splice(0)) w();
       },
       () => this.socket.destroy(),
+      new BufferPool(),
     );
     this.framer.maxDataSegmentLength = 16 * 1024 * 1024;
     socket.on('data', (c: Buffer) => this.framer.push(c));

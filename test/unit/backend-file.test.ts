@@ -103,6 +103,23 @@ describe('FileBackend', () => {
     expect(check.equals(data.subarray(0, 512))).toBe(true);
   });
 
+  it('writes a list of buffers back to back (a Data-Out that arrived in pieces), skipping empty ones', async () => {
+    const p = path.join(dir, 'writev.img');
+    const b = await openBackend({ path: p, sizeBytes: 4 * MiB, readOnly: false, blockSize: 512 });
+    const data = Buffer.alloc(300_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 0xff;
+    const pieces = [data.subarray(0, 1), Buffer.alloc(0), data.subarray(1, 65_536), data.subarray(65_536, 200_001), data.subarray(200_001)];
+    await b.write(pieces, MiB, true);
+    await b.write([], 0, true);
+    const fd = fs.openSync(p, 'r');
+    const back = Buffer.alloc(data.length + 2);
+    fs.readSync(fd, back, 0, back.length, MiB - 1);
+    fs.closeSync(fd);
+    expect(back[0]).toBe(0);
+    expect(back.subarray(1, 1 + data.length).equals(data)).toBe(true);
+    expect(back[back.length - 1]).toBe(0);
+  });
+
   it('zero-fills reads past the end of a file that shrank underneath it', async () => {
     const p = path.join(dir, 'shrink.img');
     fs.writeFileSync(p, Buffer.alloc(8192, 0x22));

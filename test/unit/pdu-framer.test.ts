@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PduFramer, type FramingError } from '../../src/pdu/framer.js';
+import { BufferPool } from '../../src/pdu/buffer-pool.js';
 import { computeDigest } from '../../src/pdu/digest.js';
 import type { Pdu } from '../../src/pdu/pdu.js';
 import { decodeText, encodeText, TextFormatError } from '../../src/pdu/text.js';
@@ -34,10 +35,20 @@ function pduBytes(opcode: number, data: Buffer, opts: { ahs?: Buffer; headerDige
 function collect(configure?: (f: PduFramer) => void): { framer: PduFramer; pdus: Pdu[]; errors: FramingError[] } {
   const pdus: Pdu[] = [];
   const errors: FramingError[] = [];
-  const framer = new PduFramer((p) => pdus.push(p), (e) => errors.push(e));
+  const framer = new PduFramer((p) => pdus.push(p), (e) => errors.push(e), new BufferPool());
   framer.maxDataSegmentLength = 1 << 20;
   configure?.(framer);
   return { framer, pdus, errors };
+}
+
+/** Push `bytes` in `step`-byte chunks through one reused buffer, scribbled over after each push (as the socket's user buffer is). */
+function feed(framer: PduFramer, bytes: Buffer, step: number): void {
+  const scratch = Buffer.alloc(step);
+  for (let i = 0; i < bytes.length; i += step) {
+    const n = bytes.copy(scratch, 0, i, i + step);
+    framer.push(scratch.subarray(0, n));
+    scratch.fill(0xee);
+  }
 }
 
 describe('PduFramer', () => {
@@ -46,15 +57,15 @@ describe('PduFramer', () => {
 
   it('delivers PDUs coalesced in one chunk', () => {
     const { framer, pdus } = collect();
-    framer.push(stream);
+    feed(framer, stream, stream.length);
     expect(pdus.map((p) => p.itt)).toEqual([0, 1, 2, 3]);
     expect(pdus.map((p) => p.data.length)).toEqual(payloads.map((p) => p.length));
-    expect(pdus[3]!.data.equals(payloads[3]!)).toBe(true);
+    pdus.forEach((p, i) => expect(p.data.equals(payloads[i]!)).toBe(true));
   });
 
   it.each([1, 3, 47, 48, 49, 1000, 65536])('delivers identical PDUs when split every %i bytes', (step) => {
     const { framer, pdus } = collect();
-    for (let i = 0; i < stream.length; i += step) framer.push(stream.subarray(i, i + step));
+    feed(framer, stream, step);
     expect(pdus.map((p) => p.itt)).toEqual([0, 1, 2, 3]);
     pdus.forEach((p, i) => expect(p.data.equals(payloads[i]!)).toBe(true));
   });
@@ -68,6 +79,19 @@ describe('PduFramer', () => {
     expect(pdus).toHaveLength(1);
     expect(pdus[0]!.ahs!.equals(ahs)).toBe(true);
     expect(pdus[0]!.data.toString()).toBe('hello');
+  });
+
+  it.each([1, 3, 4, 1000, 65536])('checks the data digest of a segment split every %i bytes', (step) => {
+    const payload = Buffer.alloc(70_001);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 13) & 0xff;
+    const good = pduBytes(0x05, payload, { dataDigest: true, itt: 1 });
+    const bad = Buffer.from(good);
+    bad[bad.length - 2] ^= 0x40; // inside the digest, which itself may be split
+    const { framer, pdus, errors } = collect((f) => { f.dataDigest = true; });
+    feed(framer, Buffer.concat([good, bad, good]), step);
+    expect(errors.map((e) => e.kind)).toEqual(['data-digest']);
+    expect(pdus).toHaveLength(2);
+    for (const p of pdus) expect(p.data.equals(payload)).toBe(true);
   });
 
   it('reports a header digest error and stops', () => {
