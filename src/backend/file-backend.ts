@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname } from 'node:path';
 import type { BackendExtent, BlockBackend } from './block-backend.js';
+import { RequestMerger } from './request-merger.js';
 
 /** The part of fs-ext (CommonJS, no bundled types) this module uses. */
 interface FsExt {
@@ -178,7 +179,36 @@ export class FileBackend implements BlockBackend {
     }
   }
 
+  /** Reads and writes go through these: adjacent requests become one preadv/pwritev (request-merger.ts). */
+  private readonly reads = new RequestMerger({
+    single: (r) => this.readOne(r.bufs[0]!, r.offset),
+    merged: (offset, bufs, bytes) => new Promise((resolve, reject) => {
+      if (this.fd < 0) return reject(closedError(this.description));
+      fs.readv(this.fd, bufs, offset, (err, n) => (err ? reject(err) : resolve(n === bytes)));
+    }),
+  });
+  private readonly writes = new RequestMerger({
+    single: (r) => this.writeAll(r.bufs, r.offset, r.durable),
+    merged: (offset, bufs, _bytes, durable) => this.writeAll(bufs, offset, durable).then(() => true),
+  });
+
   read(buf: Buffer, offset: number): Promise<void> {
+    if (this.fd < 0) return Promise.reject(closedError(this.description));
+    if (buf.length === 0) return Promise.resolve();
+    return this.reads.submit(offset, [buf], buf.length, false);
+  }
+
+  write(data: Buffer | readonly Buffer[], offset: number, durable: boolean): Promise<void> {
+    if (this.fd < 0) return Promise.reject(closedError(this.description));
+    const bufs = (Buffer.isBuffer(data) ? [data] : data).filter((b) => b.length > 0);
+    let bytes = 0;
+    for (const b of bufs) bytes += b.length;
+    if (bytes === 0) return durable ? pFdatasync(this.fd) : Promise.resolve();
+    return this.writes.submit(offset, bufs, bytes, durable);
+  }
+
+  /** pread(2) until `buf` is full; zeros past the end of the file. */
+  private readOne(buf: Buffer, offset: number): Promise<void> {
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError(this.description));
     return new Promise((resolve, reject) => {
@@ -196,31 +226,26 @@ export class FileBackend implements BlockBackend {
         if (done >= total) return resolve();
         fs.read(fd, buf, done, total - done, offset + done, step);
       };
-      if (total === 0) return resolve();
       fs.read(fd, buf, 0, total, offset, step);
     });
   }
 
-  /** pwrite(2), or pwritev(2) for several buffers (write data that arrived in pieces), continuing after short writes. */
-  write(data: Buffer | readonly Buffer[], offset: number, durable: boolean): Promise<void> {
+  /** pwrite(2), or pwritev(2) for several buffers, continuing after short writes; then fdatasync if durable. */
+  private writeAll(bufs: readonly Buffer[], offset: number, durable: boolean): Promise<void> {
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError(this.description));
     return new Promise((resolve, reject) => {
-      let rest = (Buffer.isBuffer(data) ? [data] : data).filter((b) => b.length > 0);
+      let rest = [...bufs];
       let pos = offset;
-      const finish = (): void => {
-        if (!durable) return resolve();
-        fs.fdatasync(fd, (err) => (err ? reject(err) : resolve()));
-      };
       const step = (err: NodeJS.ErrnoException | null, n: number): void => {
         if (err) return reject(err);
         if (n === 0) return reject(errnoError(`${this.description}: write made no progress`, 'EIO'));
         pos += n;
         rest = dropBytes(rest, n);
-        if (rest.length === 0) return finish();
-        writeSome(fd, rest, pos, step);
+        if (rest.length > 0) return writeSome(fd, rest, pos, step);
+        if (!durable) return resolve();
+        fs.fdatasync(fd, (e) => (e ? reject(e) : resolve()));
       };
-      if (rest.length === 0) return finish();
       writeSome(fd, rest, pos, step);
     });
   }
