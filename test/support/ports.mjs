@@ -1,4 +1,4 @@
-// Loopback port helpers shared by the plain-Node scripts (bench/, test/conformance/).
+// Loopback port helpers for the plain-Node conformance runner (test/conformance/run-test-cu.mjs).
 import { createServer, Socket } from 'node:net';
 
 /** A TCP port free on 127.0.0.1 right now. */
