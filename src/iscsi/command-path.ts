@@ -214,7 +214,7 @@ export class CommandPath {
    */
   private issueR2Ts(task: ScsiTask): void {
     const session = this.conn.session;
-    if (session === null || task.aborted || task.transferFailure !== null) return;
+    if (session === null || task.aborted || task.transferFailure !== null || task.state === 'done') return;
     const p = session.params;
     const stream = task.stream;
     while (task.r2ts.length < p.maxOutstandingR2T && task.nextR2TOffset < task.edtl) {
@@ -286,7 +286,6 @@ export class CommandPath {
   }
 
   private finished(task: ScsiTask, res: ScsiResponse): void {
-    task.stream?.handlerDone();
     if (task.transferFailure !== null) {
       const [key, asc, ascq] = task.transferFailure;
       res = { status: ScsiStatus.CheckCondition, sense: fixedSense(key, asc, ascq) };
@@ -307,6 +306,7 @@ export class CommandPath {
     const conn = this.conn;
     const session = conn.session!;
     task.state = 'done';
+    task.stream?.handlerDone(); // complete() runs once the SCSI layer has answered
     task.data = null;
     this.release(task);
     if (session.tasks.get(task.itt) === task) session.tasks.delete(task.itt);

@@ -5,7 +5,8 @@ import type { DataOutStream } from '../scsi/types.js';
  * Write data of one task handed to the SCSI layer as it arrives (RFC 7143 §10.7: immediate
  * data, unsolicited Data-Out, then R2T bursts). The transport pushes pieces in buffer-offset
  * order; the command handler pulls them with `next()`. `onConsumed` lets the transport ask for
- * more (R2T) only as the handler keeps up, so a task holds about one burst of data at a time.
+ * more (R2T) and give back its memory budget only as the handler gets data written, so a task
+ * holds about one burst of data at a time and written-but-unfinished data stays counted.
  *
  * The pushed buffers come from the server's BufferPool; the stream gives them back once the
  * handler is done with them: a batch when the handler asks for the next one (it has written it),
@@ -14,8 +15,9 @@ import type { DataOutStream } from '../scsi/types.js';
 export class TaskDataStream implements DataOutStream {
   /** Buffers pushed and not yet taken; `next()` hands them all over at once (one pwritev). */
   private queue: Buffer[] = [];
-  /** The batch the handler is working on. */
+  /** The batch the handler is working on, and its size. */
   private handedOut: Buffer[] = [];
+  private handedOutBytes = 0;
   /** Bytes pushed but not yet taken by the handler. */
   queuedBytes = 0;
   /** Bytes taken by the handler. */
@@ -25,7 +27,7 @@ export class TaskDataStream implements DataOutStream {
 
   constructor(
     readonly length: number,
-    /** Called when the handler takes data (with its size) or waits for more (0). */
+    /** Called when the handler is done with data (with its size) or waits for more (0). */
     private readonly onConsumed: (bytes: number) => void,
     private readonly pool: BufferPool,
   ) {}
@@ -45,7 +47,7 @@ export class TaskDataStream implements DataOutStream {
       this.waiter = null;
       this.delivered += piece.length;
       this.handedOut = [piece];
-      this.onConsumed(piece.length);
+      this.handedOutBytes = piece.length;
       w.resolve(this.handedOut);
       return;
     }
@@ -59,8 +61,12 @@ export class TaskDataStream implements DataOutStream {
   }
 
   private releaseHandedOut(): void {
+    if (this.handedOut.length === 0) return;
     for (const b of this.handedOut) this.pool.release(b);
+    const bytes = this.handedOutBytes;
     this.handedOut = [];
+    this.handedOutBytes = 0;
+    this.onConsumed(bytes);
   }
 
   /** The transfer cannot complete: the handler's next (or pending) `next()` rejects. */
@@ -85,7 +91,7 @@ export class TaskDataStream implements DataOutStream {
       this.queuedBytes = 0;
       this.delivered += bytes;
       this.handedOut = pieces;
-      this.onConsumed(bytes);
+      this.handedOutBytes = bytes;
       return Promise.resolve(pieces);
     }
     if (this.delivered >= this.length) return Promise.resolve(null);

@@ -43,7 +43,7 @@ export class IscsiServer implements ServerContext {
   private readonly connectionCid = new Map<Connection, number>();
   private loggingIn = 0;
   readonly dataBudget: DataBudget;
-  readonly bufferPool = new BufferPool();
+  readonly bufferPool: BufferPool;
   /** Connections in the login phase per source address, and each such connection's address. */
   private readonly loggingInFrom = new Map<string, number>();
   private readonly loginAddress = new Map<Connection, string>();
@@ -55,6 +55,7 @@ export class IscsiServer implements ServerContext {
     this.config = config;
     this.log = logger;
     this.dataBudget = new DataBudget(config.iscsi.maxDataInFlight ?? DATA_BUDGET_BYTES);
+    this.bufferPool = new BufferPool(config.iscsi.maxDataInFlight ?? DATA_BUDGET_BYTES);
     this.auth = new AuthService(config.iscsi);
   }
 

@@ -23,12 +23,14 @@ export class BufferPool {
   freeBytes = 0;
 
   /**
+   * @param maxFree bytes of free buffers kept in all (beyond that, released buffers go to the GC).
+   *   The server passes its DataBudget size: data in use is bounded by that budget, so a pool of
+   *   the same size never has to drop and reallocate in steady state.
    * @param maxClass largest pooled size; larger requests get a plain allocation
-   * @param maxFreePerClass bytes of free buffers kept per class (at least two buffers)
    */
   constructor(
+    private readonly maxFree = 64 * 1024 * 1024,
     readonly maxClass = 1024 * 1024,
-    private readonly maxFreePerClass = 8 * 1024 * 1024,
   ) {
     for (let size = MIN_CLASS; size <= maxClass; size *= 2) this.free.push([]);
   }
@@ -54,8 +56,8 @@ export class BufferPool {
     const ab = buf.buffer;
     if (!this.owned.has(ab) || this.isFree.has(ab)) return;
     const size = ab.byteLength;
+    if (this.freeBytes + size > this.maxFree) return; // let the GC have it
     const list = this.free[classIndex(size)]!;
-    if ((list.length + 1) * size > this.maxFreePerClass && list.length >= 2) return; // let GC have it
     this.isFree.add(ab);
     list.push(Buffer.from(ab, 0, size));
     this.freeBytes += size;

@@ -18,7 +18,7 @@ describe('BufferPool', () => {
   });
 
   it('ignores a second release, foreign buffers and sizes outside the classes', () => {
-    const pool = new BufferPool(64 * 1024);
+    const pool = new BufferPool(undefined, 64 * 1024);
     const a = pool.acquire(4096);
     pool.release(a);
     pool.release(a);
@@ -37,13 +37,15 @@ describe('BufferPool', () => {
     expect(pool.freeBytes).toBe(0);
   });
 
-  it('keeps at most maxFreePerClass bytes (and at least two buffers) per class', () => {
-    const pool = new BufferPool(1024 * 1024, 64 * 1024);
-    const bufs = Array.from({ length: 40 }, () => pool.acquire(4096));
-    for (const b of bufs) pool.release(b);
-    expect(pool.freeBytes).toBe(64 * 1024);
-    const big = Array.from({ length: 5 }, () => pool.acquire(1024 * 1024));
+  it('keeps at most maxFree bytes of free buffers in all', () => {
+    const pool = new BufferPool(2 * 1024 * 1024);
+    const small = Array.from({ length: 40 }, () => pool.acquire(4096));
+    const big = Array.from({ length: 3 }, () => pool.acquire(1024 * 1024));
+    for (const b of small) pool.release(b);
     for (const b of big) pool.release(b);
-    expect(pool.freeBytes).toBe(64 * 1024 + 2 * 1024 * 1024);
+    // 160 KiB of small ones, then one 1 MiB buffer fits under 2 MiB; the other two are dropped.
+    expect(pool.freeBytes).toBe(40 * 4096 + 1024 * 1024);
+    expect(pool.acquire(1024 * 1024).buffer).toBe(big[0]!.buffer);
+    expect(pool.acquire(1024 * 1024).buffer).not.toBe(big[1]!.buffer);
   });
 });
