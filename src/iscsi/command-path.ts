@@ -144,7 +144,7 @@ export class CommandPath {
         this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `unsolicited Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${length}`);
         return;
       }
-      this.store(task, pdu.data, offset);
+      this.store(task, data, offset);
       task.unsolicitedDataSN++;
       if (pdu.final || task.received === task.unsolicitedLimit) {
         task.unsolicitedOpen = false;
@@ -161,7 +161,7 @@ export class CommandPath {
         this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${length} (expected DataSN ${r2t.nextDataSN} offset ${r2t.nextOffset})`);
         return;
       }
-      this.store(task, pdu.data, offset);
+      this.store(task, data, offset);
       r2t.nextOffset += length;
       r2t.nextDataSN++;
       if (r2t.nextOffset === r2t.end) task.r2ts.splice(task.r2ts.indexOf(r2t), 1);
@@ -181,7 +181,7 @@ export class CommandPath {
       this.conn.bufferPool.release(data);
       return;
     }
-    this.hold(task, data.length); // released when the handler takes it
+    this.hold(task, data.length); // given back once written (TaskDataStream's onConsumed)
     task.stream.push(data);
   }
 
