@@ -35,6 +35,37 @@ function miscompare(offset: number): ScsiResponse {
   return senseError(SenseKey.MISCOMPARE, Asc.MISCOMPARE_DURING_VERIFY, { info: offset });
 }
 
+/**
+ * Under the exclusive range lock over `length` bytes at `lba`: read the medium, let `decide` turn
+ * it into the bytes to write (or a response that ends the command with nothing written), write
+ * them. No other write can land between the read and the write.
+ */
+async function readModifyWrite(
+  lu: LogicalUnit, lba: number, length: number, durable: boolean, transferLength: number,
+  decide: (medium: Buffer) => Buffer | ScsiResponse,
+): Promise<ScsiResponse> {
+  const bs = lu.blockSize;
+  const release = await lu.locks.acquire(lba, length / bs, true);
+  try {
+    const medium = Buffer.allocUnsafe(length);
+    try {
+      await lu.backend.read(medium, lba * bs);
+    } catch {
+      return { ...readError(), transferLength };
+    }
+    const out = decide(medium);
+    if (!Buffer.isBuffer(out)) return out;
+    try {
+      await lu.backend.write(out, lba * bs, durable);
+    } catch (err) {
+      return { ...writeError(err), transferLength };
+    }
+  } finally {
+    release();
+  }
+  return { status: ScsiStatus.Good, transferLength };
+}
+
 // --- COMPARE AND WRITE ---------------------------------------------------------------------------
 
 /**
@@ -67,25 +98,10 @@ async function compareAndWrite(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiR
   const writeData = data!.subarray(blocks * bs);
   const durable = (b1 & 0x08) !== 0 || !lu.writeCache;
 
-  const release = await lu.locks.acquire(lba, blocks, true);
-  try {
-    const medium = Buffer.allocUnsafe(blocks * bs);
-    try {
-      await lu.backend.read(medium, lba * bs);
-    } catch {
-      return { ...readError(), transferLength };
-    }
+  return readModifyWrite(lu, lba, blocks * bs, durable, transferLength, (medium) => {
     const at = firstDifference(medium, verifyData);
-    if (at >= 0) return { ...miscompare(at), transferLength };
-    try {
-      await lu.backend.write(writeData, lba * bs, durable);
-    } catch (err) {
-      return { ...writeError(err), transferLength };
-    }
-  } finally {
-    release();
-  }
-  return { status: ScsiStatus.Good, transferLength };
+    return at >= 0 ? { ...miscompare(at), transferLength } : writeData;
+  });
 }
 
 // --- ORWRITE(16) ----------------------------------------------------------------------------------
@@ -109,24 +125,10 @@ async function orwrite16(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiRespons
   const data = req.dataOut!.subarray(0, n);
   const durable = (b1 & 0x08) !== 0 || !lu.writeCache;
 
-  const release = await lu.locks.acquire(lba, n / bs, true);
-  try {
-    const medium = Buffer.allocUnsafe(n);
-    try {
-      await lu.backend.read(medium, lba * bs);
-    } catch {
-      return { ...readError(), transferLength };
-    }
+  return readModifyWrite(lu, lba, n, durable, transferLength, (medium) => {
     for (let i = 0; i < n; i++) medium[i]! |= data[i]!;
-    try {
-      await lu.backend.write(medium, lba * bs, durable);
-    } catch (err) {
-      return { ...writeError(err), transferLength };
-    }
-  } finally {
-    release();
-  }
-  return { status: ScsiStatus.Good, transferLength };
+    return medium;
+  });
 }
 
 // --- WRITE AND VERIFY(10/12/16) --------------------------------------------------------------------
