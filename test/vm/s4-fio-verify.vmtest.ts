@@ -10,9 +10,9 @@
  * the IOPS of both (the relay's reason for re-arming QUICKACK).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { freePort, startGlfsTarget, type TargetHandle } from '../e2e/harness.js';
-import { Vm, describeStep, portalIp, recordTiming, vmPrereqs } from './vm.js';
-import { byPath, discover, fioArgs, login, logout, parseFio, startIscsid, waitDevice, type FioSummary } from './scenarios.js';
+import type { TargetHandle } from '../e2e/harness.js';
+import { describeStep, recordTiming, vmPrereqs, type Vm } from './vm.js';
+import { ONE_LUN_BYTES, byPath, fioArgs, login, logout, oneLunSession, parseFio, waitDevice, type FioSummary } from './scenarios.js';
 
 const pre = vmPrereqs();
 const SECONDS = Number(process.env.GLFS_FIO_SECONDS ?? 20);
@@ -34,14 +34,7 @@ describe.skipIf(pre.skip)(`scenario 4: fio randrw 4k QD32 crc32c verify (${SECON
 
   beforeAll(async () => {
     pre.assert();
-    const port = await freePort();
-    portal = `${portalIp(0)}:${port}`;
-    t = await startGlfsTarget({ iqn: IQN, portals: [{ address: `127.0.0.1:${port}`, advertise: portal }], luns: [{ size: '512M' }] });
-    vm = await Vm.boot({ name: 's4', portals: [{ port }] });
-    await startIscsid(vm, 'iqn.2007-10.com.example:vm-fio');
-    await discover(vm, portal, IQN);
-    await login(vm, IQN, portal);
-    dev = (await waitDevice(vm, byPath(portal, IQN), 512 * 1024 * 1024)).dev;
+    ({ t, vm, portal, dev } = await oneLunSession({ iqn: IQN, vmName: 's4', initiator: 'iqn.2007-10.com.example:vm-fio' }));
   });
 
   afterAll(async () => {
@@ -75,7 +68,7 @@ describe.skipIf(pre.skip)(`scenario 4: fio randrw 4k QD32 crc32c verify (${SECON
   test('after logout and login the first 32 MiB still verify (fio --verify_only)', async () => {
     await logout(vm, IQN, portal);
     await login(vm, IQN, portal);
-    dev = (await waitDevice(vm, byPath(portal, IQN), 512 * 1024 * 1024)).dev;
+    dev = (await waitDevice(vm, byPath(portal, IQN), ONE_LUN_BYTES)).dev;
     const r = await vm.sh(fioArgs({ dev, rw: 'randwrite', size: '32M', extra: ['--offset=0', '--verify_only'] }), { timeoutS: 600, name: 'fio verify_only' });
     const f = parseFio(r.out, r.err, r.code);
     fioOk(f, 'fio verify_only');
@@ -93,15 +86,8 @@ describe.skipIf(pre.skip || process.env.GLFS_VM_RELAY_COMPARE !== '1')('relay TC
     const results: Record<string, number> = {};
     for (const [label, env] of [['nodelay+quickack', {}], ['no-quickack', { RELAY_NO_QUICKACK: '1' }],
       ['neither', { RELAY_NO_QUICKACK: '1', RELAY_NO_NODELAY: '1' }]] as const) {
-      const port = await freePort();
-      const portal = `${portalIp(0)}:${port}`;
-      const t = await startGlfsTarget({ iqn: IQN, portals: [{ address: `127.0.0.1:${port}`, advertise: portal }], luns: [{ size: '512M' }] });
-      const vm = await Vm.boot({ name: `relay-${label}`, portals: [{ port }], relayEnv: env });
+      const { t, vm, dev: d } = await oneLunSession({ iqn: IQN, vmName: `relay-${label}`, initiator: 'iqn.2007-10.com.example:vm-fio', relayEnv: env });
       try {
-        await startIscsid(vm, 'iqn.2007-10.com.example:vm-fio');
-        await discover(vm, portal, IQN);
-        await login(vm, IQN, portal);
-        const d = (await waitDevice(vm, byPath(portal, IQN))).dev;
         const r = await vm.sh(fioArgs({ dev: d, rw: 'randrw', size: '64M', seconds: 15 }), { timeoutS: 300 });
         const f = parseFio(r.out, r.err, r.code);
         fioOk(f, label);

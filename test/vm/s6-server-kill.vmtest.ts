@@ -7,9 +7,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { freePort, sleep, startGlfsTarget, type TargetHandle } from '../e2e/harness.js';
-import { Vm, describeStep, portalIp, recordTiming, vmPrereqs } from './vm.js';
-import { byPath, discover, login, parseFio, startIscsid, waitDevice } from './scenarios.js';
+import { sleep, type TargetHandle } from '../e2e/harness.js';
+import { describeStep, recordTiming, vmPrereqs, type Vm } from './vm.js';
+import { oneLunSession, parseFio } from './scenarios.js';
 
 const pre = vmPrereqs();
 const IQN = 'iqn.2016-06.org.gluster:vm-crash';
@@ -19,21 +19,16 @@ const REGION_MIB = 8;
 describe.skipIf(pre.skip)('scenario 6: SIGKILL the server during fsync-ed fio writes, restart, everything acknowledged reads back', () => {
   let t: TargetHandle;
   let vm: Vm;
-  let portal = '';
   let dev = '';
   const t0 = Date.now();
 
   beforeAll(async () => {
     pre.assert();
-    const port = await freePort();
-    portal = `${portalIp(0)}:${port}`;
-    t = await startGlfsTarget({ iqn: IQN, portals: [{ address: `127.0.0.1:${port}`, advertise: portal }], luns: [{ size: '512M' }] });
-    vm = await Vm.boot({ name: 's6', portals: [{ port }] });
     // Defaults except a shorter NOP-Out interval so a dead connection is noticed quickly.
-    await startIscsid(vm, 'iqn.2007-10.com.example:vm-crash', { 'node.conn[0].timeo.noop_out_interval': 2, 'node.conn[0].timeo.noop_out_timeout': 5 });
-    await discover(vm, portal, IQN);
-    await login(vm, IQN, portal);
-    dev = (await waitDevice(vm, byPath(portal, IQN), 512 * MiB)).dev;
+    ({ t, vm, dev } = await oneLunSession({
+      iqn: IQN, vmName: 's6', initiator: 'iqn.2007-10.com.example:vm-crash',
+      iscsid: { 'node.conn[0].timeo.noop_out_interval': 2, 'node.conn[0].timeo.noop_out_timeout': 5 },
+    }));
   });
 
   afterAll(async () => {

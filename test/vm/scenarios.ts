@@ -3,7 +3,8 @@
  * suite). Each guest step prints one JSON object; every step's result is asserted here.
  */
 import { expect } from 'vitest';
-import { describeStep, type Vm } from './vm.js';
+import { freePort, startGlfsTarget, type TargetHandle } from '../e2e/harness.js';
+import { describeStep, portalIp, Vm } from './vm.js';
 
 export interface DevInfo {
   path: string;
@@ -29,6 +30,45 @@ export async function startIscsid(vm: Vm, initiator: string, conf: Record<string
   expect(r._step.code, describeStep('iscsi_start', r._step)).toBe(0);
   expect(r.iscsid).toMatch(/^\d+/);
   expect(r.name).toBe(`InitiatorName=${initiator}`);
+}
+
+/** A target with one LUN and a VM logged in to it (oneLunSession). */
+export interface OneLunSession {
+  t: TargetHandle;
+  vm: Vm;
+  /** The portal as the VM reaches it. */
+  portal: string;
+  /** The LUN's block device in the VM. */
+  dev: string;
+}
+
+export const ONE_LUN_BYTES = 512 * 1024 * 1024;
+
+/**
+ * glfs-target serving `iqn` with one 512 MiB LUN on a free loopback port (advertised at the
+ * address the VM reaches it by); a VM with iscsid running as `initiator` (plus iscsid.conf
+ * overrides), which discovers and logs in. If a step fails, what was started is stopped.
+ */
+export async function oneLunSession(o: {
+  iqn: string; vmName: string; initiator: string;
+  iscsid?: Record<string, string | number>; relayEnv?: NodeJS.ProcessEnv;
+}): Promise<OneLunSession> {
+  const port = await freePort();
+  const portal = `${portalIp(0)}:${port}`;
+  const t = await startGlfsTarget({ iqn: o.iqn, portals: [{ address: `127.0.0.1:${port}`, advertise: portal }], luns: [{ size: '512M' }] });
+  let vm: Vm | undefined;
+  try {
+    vm = await Vm.boot({ name: o.vmName, portals: [{ port }], ...(o.relayEnv ? { relayEnv: o.relayEnv } : {}) });
+    await startIscsid(vm, o.initiator, o.iscsid);
+    await discover(vm, portal, o.iqn);
+    await login(vm, o.iqn, portal);
+    const dev = (await waitDevice(vm, byPath(portal, o.iqn), ONE_LUN_BYTES)).dev;
+    return { t, vm, portal, dev };
+  } catch (err) {
+    await vm?.stop();
+    await t.stop();
+    throw err;
+  }
 }
 
 /** sendtargets discovery; asserts the target is offered at `portal` and returns the records. */
