@@ -19,9 +19,6 @@ const PROTOCOL_SERVICE_CRC_ERROR = [0x0b, 0x47, 0x05] as const;
 /** ILLEGAL REQUEST, INVALID FIELD IN CDB (SPC-4). */
 const INVALID_FIELD_IN_CDB = [0x05, 0x24, 0x00] as const;
 
-/** Reads of at least this many bytes get a BufferPool buffer (smaller ones: Node's slab allocator). */
-const READ_BUFFER_MIN = 4096;
-
 /** Largest write we buffer for one command; VPD 0xB0 advertises a smaller maximum transfer. */
 const MAX_WRITE_BUFFER = 32 * 1024 * 1024;
 
@@ -265,7 +262,8 @@ export class CommandPath {
     if (task.isRead) {
       this.hold(task, task.edtl);
       const pool = this.conn.bufferPool;
-      if (task.edtl >= READ_BUFFER_MIN && task.edtl <= pool.maxClass) {
+      // Only a pooled buffer is worth offering: a small read (INQUIRY, MODE SENSE) makes its own.
+      if (pool.pools(task.edtl)) {
         dataInBuffer = pool.acquire(task.edtl);
         task.pooled.push(dataInBuffer);
       }

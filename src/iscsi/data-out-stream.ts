@@ -19,7 +19,7 @@ export class TaskDataStream implements DataOutStream {
   private handedOut: Buffer[] = [];
   private handedOutBytes = 0;
   /** Bytes pushed but not yet taken by the handler. */
-  queuedBytes = 0;
+  private queuedBytes = 0;
   /** Bytes taken by the handler. */
   delivered = 0;
   private waiter: { resolve: (b: Buffer[] | null) => void; reject: (e: Error) => void } | null = null;

@@ -30,14 +30,19 @@ export class BufferPool {
    */
   constructor(
     private readonly maxFree = 64 * 1024 * 1024,
-    readonly maxClass = 1024 * 1024,
+    private readonly maxClass = 1024 * 1024,
   ) {
     for (let size = MIN_CLASS; size <= maxClass; size *= 2) this.free.push([]);
   }
 
+  /** Whether buffers of `size` bytes come from the pool (others are plain allocations). */
+  pools(size: number): boolean {
+    return size >= MIN_CLASS && size <= this.maxClass;
+  }
+
   /** A buffer of exactly `size` bytes (a view of a pooled one when `size` is in range); contents undefined. */
   acquire(size: number): Buffer {
-    if (size < MIN_CLASS || size > this.maxClass) return Buffer.allocUnsafe(size);
+    if (!this.pools(size)) return Buffer.allocUnsafe(size);
     const index = classIndex(size);
     const list = this.free[index]!;
     let buf = list.pop();
