@@ -4,6 +4,7 @@ import type { EffectiveConfig, IscsiSettings, PortalConfig, TargetDefinition } f
 import { FileBackend } from '../backend/file-backend.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
 import { ScsiDevice } from '../scsi/scsi-device.js';
+import type { ItNexus } from '../scsi/nexus.js';
 import { Connection } from './connection.js';
 import { DataBudget } from './data-budget.js';
 import { BufferPool } from '../pdu/buffer-pool.js';
@@ -106,7 +107,7 @@ export class IscsiServer implements ServerContext {
     }
     const device = new ScsiDevice(units);
     const node = new TargetNode(def, device);
-    device.taskAborter = (lun, nexusIds) => this.abortNexusTasks(node, lun, nexusIds);
+    device.taskAborter = (lun, nexuses) => this.abortNexusTasks(node, lun, nexuses);
     try {
       await device.opened();
     } catch (err) {
@@ -120,8 +121,8 @@ export class IscsiServer implements ServerContext {
    * PERSISTENT RESERVE OUT / PREEMPT AND ABORT (SPC-4, preempting and aborting): the preempted I_T nexuses'
    * tasks on the LU end (TASK ABORTED, TAS=1); the PR OUT commands themselves are not waited for.
    */
-  private async abortNexusTasks(target: TargetNode, lun: number, nexusIds: readonly string[]): Promise<void> {
-    const ids = new Set(nexusIds);
+  private async abortNexusTasks(target: TargetNode, lun: number, nexuses: readonly ItNexus[]): Promise<void> {
+    const ids = new Set(nexuses.map((n) => n.id));
     const aborts: Promise<void>[] = [];
     for (const s of this.sessionsOf(target)) {
       if (!ids.has(s.nexus.id)) continue;

@@ -1,4 +1,5 @@
-import type { ItNexus } from '../scsi/types.js';
+import { createNexus, type ItNexus } from '../scsi/nexus.js';
+import { encodeIscsiTransportId } from '../scsi/transport-id.js';
 import type { SessionParams } from './negotiation.js';
 import { snAdd, snDiff } from './serial.js';
 import type { TargetNode } from './target-node.js';
@@ -33,12 +34,7 @@ export class Session {
     tpgt: number,
   ) {
     this.expCmdSN = initialCmdSN;
-    const targetPart = target === null ? 'discovery' : target.iqn;
-    this.nexus = {
-      id: `${initiatorName},i,0x${isid},${targetPart},t,0x${tpgt.toString(16).padStart(4, '0')}`,
-      initiatorName,
-      readOnly,
-    };
+    this.nexus = iscsiNexus(initiatorName, isid, target?.iqn ?? 'discovery', tpgt, readOnly);
   }
 
   /**
@@ -70,6 +66,23 @@ export class Session {
   releaseCredit(): void {
     if (this.outstanding > 0) this.outstanding--;
   }
+}
+
+/**
+ * The I_T nexus of an iSCSI session: initiator port "<name>,i,0x<ISID>" and target port
+ * "<target>,t,0x<TPGT>" (RFC 7143 §4.2.7.1, SCSI port names). One target port per portal group:
+ * the relative port id and the port group are the TPGT (1 for TPGT 0, as ids start at 1).
+ */
+export function iscsiNexus(initiatorName: string, isid: string, targetName: string, tpgt: number, readOnly: boolean): ItNexus {
+  const initiatorPort = `${initiatorName},i,0x${isid}`.toLowerCase();
+  const portId = tpgt === 0 ? 1 : tpgt & 0xffff;
+  return createNexus({
+    initiatorName,
+    initiatorPort,
+    transportId: encodeIscsiTransportId(initiatorPort),
+    targetPort: { name: `${targetName},t,0x${(tpgt & 0xffff).toString(16).padStart(4, '0')}`, relativeId: portId, groupId: portId },
+    readOnly,
+  });
 }
 
 /** TSIH allocation and lookup of live sessions (RFC 7143 §11.12 Login Request, TSIH: never 0 for a session). */

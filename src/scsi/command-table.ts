@@ -1,4 +1,5 @@
 import type { LogicalUnit } from './logical-unit.js';
+import type { ItNexus } from './nexus.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
 
 /** What a command handler may ask of the SCSI target device around its logical unit. */
@@ -10,7 +11,7 @@ export interface DeviceContext {
    * ABORT, SPC-4 §5.13.11.4.4). Resolves once they have left the SCSI layer. Absent when the
    * transport did not provide it.
    */
-  abortTasksOf?(lun: number, nexusIds: readonly string[]): Promise<void>;
+  abortTasksOf?(lun: number, nexuses: readonly ItNexus[]): Promise<void>;
   /**
    * The logical unit of this target device a VPD 83h designator names (EXTENDED COPY's
    * identification CSCD descriptors): code set, association and designator type byte

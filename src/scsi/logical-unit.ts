@@ -15,7 +15,8 @@ import {
   senseError,
   writeError,
 } from './sense.js';
-import type { ItNexus, ScsiRequest, ScsiResponse } from './types.js';
+import type { ItNexus } from './nexus.js';
+import type { ScsiRequest, ScsiResponse } from './types.js';
 import { UnitAttentions } from './unit-attention.js';
 import type { InquiryIdentity } from './vpd.js';
 import { CopyManager } from './xcopy.js';
@@ -185,7 +186,7 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
       if (this.loadError !== undefined && UA_EXEMPT[op] === 0) {
         return senseError(SenseKey.NOT_READY, Asc.LOGICAL_UNIT_NOT_READY_MANUAL_INTERVENTION_REQUIRED);
       }
-      const ua = this.unitAttentions.queueFor(req.nexus.id);
+      const ua = this.unitAttentions.queueFor(req.nexus);
       if (ua.length !== 0 && UA_EXEMPT[op] === 0) {
         const code = ua.shift()!;
         return checkCondition(SenseKey.UNIT_ATTENTION, code >> 8, code & 0xff);
@@ -211,11 +212,11 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   }
 
   /** MODE SELECT changed WCE (ModeUnit). */
-  async changeWriteCache(wce: boolean, nexusId: string): Promise<ScsiResponse | undefined> {
+  async changeWriteCache(wce: boolean, issuer: ItNexus): Promise<ScsiResponse | undefined> {
     this.wce = wce;
     // SPC-4 §5.9 / §6.11: parameters shared by all I_T nexuses changed → MODE PARAMETERS CHANGED
     // for every other nexus.
-    this.unitAttentions.establish(Asc.MODE_PARAMETERS_CHANGED, nexusId);
+    this.unitAttentions.establish(Asc.MODE_PARAMETERS_CHANGED, issuer);
     if (!wce) {
       // Writes acknowledged while the cache was on become durable before we report the change.
       try {
@@ -243,8 +244,8 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
    * (SAM-5 §6.3.4). Registrations and persistent reservations stay.
    */
   nexusLost(nexus: ItNexus): void {
-    this.reservations.nexusLost(nexus.id);
+    this.reservations.nexusLost(nexus);
     this.copyManager.forget(nexus.id);
-    if (this.unitAttentions.knows(nexus.id)) this.unitAttentions.establishFor(nexus.id, Asc.I_T_NEXUS_LOSS_OCCURRED);
+    if (this.unitAttentions.knows(nexus)) this.unitAttentions.establishFor(nexus, Asc.I_T_NEXUS_LOSS_OCCURRED);
   }
 }

@@ -9,6 +9,7 @@ import {
   senseError,
 } from './sense.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
+import type { ItNexus } from './nexus.js';
 
 /** What MODE SENSE / MODE SELECT need from a logical unit. */
 export interface ModeUnit {
@@ -18,7 +19,7 @@ export interface ModeUnit {
   readonly writeCache: boolean;
   readonly defaultWriteCache: boolean;
   /** Apply a new WCE value on behalf of `nexusId` (flush, unit attentions to the other nexuses). */
-  changeWriteCache(wce: boolean, nexusId: string): Promise<ScsiResponse | undefined>;
+  changeWriteCache(wce: boolean, issuer: ItNexus): Promise<ScsiResponse | undefined>;
 }
 
 /** PAGE CONTROL field values (SPC-4 §6.13, MODE SENSE(6)). */
@@ -201,7 +202,7 @@ export async function modeSelect(u: ModeUnit, req: ScsiRequest, ten: boolean): P
   }
 
   if (wce !== u.writeCache) {
-    const r = await u.changeWriteCache(wce, req.nexus.id);
+    const r = await u.changeWriteCache(wce, req.nexus);
     if (r) return r;
   }
   return good();

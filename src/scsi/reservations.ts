@@ -3,9 +3,8 @@
  * IN/OUT §6.15/§6.16) and SPC-2 RESERVE/RELEASE (6/10), with the interaction SPC-4 §5.13.3
  * defines for CRH = 1.
  *
- * I_T nexus identity is the transport's nexus id, "<initiator name>,i,0x<ISID>,<target
- * name>,t,0x<TPGT>": the initiator port is the part up to the ISID, the target port the rest. A
- * registration names an initiator port and one target port, or every target port (ALL_TG_PT).
+ * A registration names an initiator port and one target port, or every target port (ALL_TG_PT),
+ * taken from the structured I_T nexus (nexus.ts).
  *
  * Persist Through Power Loss: when the last REGISTER / REGISTER AND IGNORE EXISTING KEY /
  * REGISTER AND MOVE had APTPL = 1, every change is written to the backend's "pr.json" sidecar
@@ -26,7 +25,9 @@ import {
   reservationConflict,
   senseError,
 } from './sense.js';
-import type { ItNexus, ScsiRequest, ScsiResponse } from './types.js';
+import type { ItNexus, TargetPort } from './nexus.js';
+import { encodeIscsiTransportId, parseIscsiTransportId } from './transport-id.js';
+import type { ScsiRequest, ScsiResponse } from './types.js';
 import type { UnitAttentions } from './unit-attention.js';
 
 /** PERSISTENT RESERVATION TYPE codes (SPC-4 §6.16.3, Table 172). */
@@ -56,6 +57,18 @@ export const ProutSa = {
 /** PERSISTENT RESERVE IN service actions (SPC-4 §6.15.1). */
 export const PrinSa = { READ_KEYS: 0, READ_RESERVATION: 1, REPORT_CAPABILITIES: 2, READ_FULL_STATUS: 3 } as const;
 
+/** The parts of an I_T nexus a registration is matched against. */
+type NexusPortNames = { readonly initiatorPort: string; readonly targetPort: Pick<TargetPort, 'name'> };
+
+/** Does registration `r` cover the nexus (same initiator port; its target port, or ALL_TG_PT)? */
+function covers(r: Registration, n: NexusPortNames): boolean {
+  return r.initiatorPort === n.initiatorPort && (r.targetPort === null || r.targetPort.name === n.targetPort.name);
+}
+
+function registeredPort(n: ItNexus): RegisteredPort {
+  return { name: n.targetPort.name, relativeId: n.targetPort.relativeId };
+}
+
 function isAllRegistrants(type: number): boolean {
   return type === PrType.WRITE_EXCLUSIVE_ALL_REGISTRANTS || type === PrType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS;
 }
@@ -66,34 +79,16 @@ function isWriteExclusive(type: number): boolean {
   return type === PrType.WRITE_EXCLUSIVE || type === PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY || type === PrType.WRITE_EXCLUSIVE_ALL_REGISTRANTS;
 }
 
-/** The two halves of an I_T nexus id. */
-export interface NexusPorts {
-  /** "<initiator name>,i,0x<isid>", lower case. */
-  readonly initiatorPort: string;
-  /** "<target name>,t,0x<tpgt>", lower case ('' when the id carries no target part). */
-  readonly targetPort: string;
-}
-
-export function nexusPorts(id: string): NexusPorts {
-  const lower = id.toLowerCase();
-  const i = lower.indexOf(',i,0x');
-  if (i < 0) return { initiatorPort: lower, targetPort: '' };
-  const comma = lower.indexOf(',', i + 5);
-  if (comma < 0) return { initiatorPort: lower, targetPort: '' };
-  return { initiatorPort: lower.slice(0, comma), targetPort: lower.slice(comma + 1) };
-}
-
-/** RELATIVE TARGET PORT IDENTIFIER of a target port: its TPGT, or 1 for TPGT 0 (as VPD page 83h reports it). */
-export function relativeTargetPortId(targetPort: string): number {
-  const m = /,t,0x([0-9a-f]+)$/.exec(targetPort);
-  const tpgt = m ? parseInt(m[1]!, 16) & 0xffff : 0;
-  return tpgt === 0 ? 1 : tpgt;
+/** The target port a registration was made through: its name and RELATIVE TARGET PORT IDENTIFIER. */
+export interface RegisteredPort {
+  readonly name: string;
+  readonly relativeId: number;
 }
 
 export interface Registration {
   readonly initiatorPort: string;
   /** null: registered through every target port (ALL_TG_PT = 1). */
-  readonly targetPort: string | null;
+  readonly targetPort: RegisteredPort | null;
   key: bigint;
 }
 
@@ -117,7 +112,7 @@ interface PersistedState {
   version: 1;
   generation: number;
   aptpl: true;
-  registrations: { initiatorPort: string; targetPort: string | null; key: string }[];
+  registrations: { initiatorPort: string; targetPort: string | null; relativeTargetPortId?: number; key: string }[];
   reservation: { type: number; holder: number | null } | null;
 }
 
@@ -137,7 +132,12 @@ function serialize(s: PrState): Buffer {
     version: 1,
     generation: s.generation,
     aptpl: true,
-    registrations: s.registrations.map((r) => ({ initiatorPort: r.initiatorPort, targetPort: r.targetPort, key: `0x${r.key.toString(16).padStart(16, '0')}` })),
+    registrations: s.registrations.map((r) => ({
+      initiatorPort: r.initiatorPort,
+      targetPort: r.targetPort?.name ?? null,
+      ...(r.targetPort !== null ? { relativeTargetPortId: r.targetPort.relativeId } : {}),
+      key: `0x${r.key.toString(16).padStart(16, '0')}`,
+    })),
     reservation: s.reservation === null ? null : { type: s.reservation.type, holder: s.reservation.holder === null ? null : s.registrations.indexOf(s.reservation.holder) },
   };
   return Buffer.from(JSON.stringify(p, null, 2) + '\n', 'utf8');
@@ -153,7 +153,8 @@ export function parsePersistedState(buf: Buffer): PrState {
     }
     const key = BigInt(r.key);
     if (key === 0n) throw new Error(`registration ${i} has key 0`);
-    return { initiatorPort: r.initiatorPort.toLowerCase(), targetPort: r.targetPort === null ? null : r.targetPort.toLowerCase(), key };
+    const port = r.targetPort === null ? null : { name: r.targetPort.toLowerCase(), relativeId: r.relativeTargetPortId ?? legacyRelativeId(r.targetPort) };
+    return { initiatorPort: r.initiatorPort.toLowerCase(), targetPort: port, key };
   });
   let reservation: PersistentReservation | null = null;
   if (p.reservation) {
@@ -170,37 +171,18 @@ export function parsePersistedState(buf: Buffer): PrState {
   return { generation: p.generation >>> 0, aptpl: true, registrations: regs, reservation };
 }
 
+/**
+ * Files written by 0.1.0 stored only the target port name "<target>,t,0x<TPGT>"; its relative
+ * port id was the TPGT (1 for TPGT 0), as VPD page 83h reported it.
+ */
+function legacyRelativeId(targetPort: string): number {
+  const m = /,t,0x([0-9a-f]+)$/i.exec(targetPort);
+  const tpgt = m ? parseInt(m[1]!, 16) & 0xffff : 0;
+  return tpgt === 0 ? 1 : tpgt;
+}
+
 /** UNIT ATTENTION conditions a change establishes, applied only once the change is committed. */
 type PendingUa = { code: number; regs: Registration[] };
-
-/** TransportID (SPC-4 §7.6.4.6, iSCSI): format 01b "name,i,0x<ISID>" → initiator port; undefined if malformed. */
-export function parseIscsiTransportId(b: Buffer): { initiatorPort: string; length: number } | { error: 'format' | 'length' } {
-  if (b.length < 4) return { error: 'length' };
-  const proto = b[0]! & 0x0f;
-  const format = b[0]! >> 6;
-  if (proto !== 0x5) return { error: 'format' };
-  const len = b.readUInt16BE(2);
-  if (len < 20 || len % 4 !== 0) return { error: 'length' };
-  if (4 + len > b.length) return { error: 'length' };
-  const body = b.subarray(4, 4 + len);
-  const nul = body.indexOf(0);
-  const text = body.subarray(0, nul < 0 ? body.length : nul).toString('utf8');
-  if (format !== 1) return { error: 'format' };
-  const m = /^(.+),i,0x([0-9a-fA-F]{12})$/.exec(text);
-  if (!m) return { error: 'format' };
-  return { initiatorPort: `${m[1]!},i,0x${m[2]!}`.toLowerCase(), length: 4 + len };
-}
-
-/** TransportID (format 01b) of an initiator port, padded to a multiple of four bytes (at least 24). */
-export function iscsiTransportId(initiatorPort: string): Buffer {
-  const name = Buffer.from(initiatorPort, 'utf8');
-  const len = Math.max(20, (name.length + 1 + 3) & ~3);
-  const b = Buffer.alloc(4 + len);
-  b[0] = 0x40 | 0x05; // FORMAT CODE 01b, PROTOCOL IDENTIFIER 5h (iSCSI)
-  b.writeUInt16BE(len, 2);
-  name.copy(b, 4);
-  return b;
-}
 
 function insufficientResourcesOrFailure(err: unknown): ScsiResponse {
   const code = (err as { code?: unknown } | null)?.code;
@@ -248,11 +230,8 @@ export class Reservations {
 
   // --- conflicts ------------------------------------------------------------------------------
 
-  private registrationOf(s: PrState, p: NexusPorts): Registration | undefined {
-    for (const r of s.registrations) {
-      if (r.initiatorPort === p.initiatorPort && (r.targetPort === null || r.targetPort === p.targetPort)) return r;
-    }
-    return undefined;
+  private registrationOf(s: PrState, nexus: NexusPortNames): Registration | undefined {
+    return s.registrations.find((r) => covers(r, nexus));
   }
 
   private isHolder(s: PrState, reg: Registration | undefined): boolean {
@@ -275,7 +254,7 @@ export class Reservations {
     const s = this.state;
     const res = s.reservation;
     if (res === null) return false;
-    const reg = this.registrationOf(s, nexusPorts(nexus.id));
+    const reg = this.registrationOf(s, nexus);
     if (this.isHolder(s, reg)) return false;
     // Registrants-only and all-registrants types give every registrant full access.
     if (reg !== undefined && isRegistrantsType(res.type)) return false;
@@ -292,7 +271,7 @@ export class Reservations {
   reserve(nexus: ItNexus): ScsiResponse {
     const s = this.state;
     if (s.registrations.length !== 0) {
-      const reg = this.registrationOf(s, nexusPorts(nexus.id));
+      const reg = this.registrationOf(s, nexus);
       if (s.reservation !== null && (this.isHolder(s, reg) || (reg !== undefined && isRegistrantsType(s.reservation.type)))) return good();
       return reservationConflict();
     }
@@ -305,7 +284,7 @@ export class Reservations {
   release(nexus: ItNexus): ScsiResponse {
     const s = this.state;
     if (s.registrations.length !== 0) {
-      const reg = this.registrationOf(s, nexusPorts(nexus.id));
+      const reg = this.registrationOf(s, nexus);
       if (s.reservation !== null && (this.isHolder(s, reg) || (reg !== undefined && isRegistrantsType(s.reservation.type)))) return good();
       return reservationConflict();
     }
@@ -319,8 +298,8 @@ export class Reservations {
   }
 
   /** I_T nexus loss: the nexus' SPC-2 reservation ends (persistent reservations and registrations stay). */
-  nexusLost(nexusId: string): void {
-    if (this.spc2Holder === nexusId) this.spc2Holder = undefined;
+  nexusLost(nexus: ItNexus): void {
+    if (this.spc2Holder === nexus.id) this.spc2Holder = undefined;
   }
 
   // --- PERSISTENT RESERVE IN ------------------------------------------------------------------
@@ -365,13 +344,13 @@ export class Reservations {
       case PrinSa.READ_FULL_STATUS: {
         const descs: Buffer[] = [];
         for (const r of s.registrations) {
-          const tid = iscsiTransportId(r.initiatorPort);
+          const tid = encodeIscsiTransportId(r.initiatorPort);
           const d = Buffer.alloc(24 + tid.length);
           d.writeBigUInt64BE(r.key, 0);
           const holder = this.isHolder(s, r);
           d[12] = (r.targetPort === null ? 0x02 : 0) | (holder ? 0x01 : 0);
           if (holder) d[13] = s.reservation!.type;
-          d.writeUInt16BE(r.targetPort === null ? 0 : relativeTargetPortId(r.targetPort), 18);
+          d.writeUInt16BE(r.targetPort === null ? 0 : r.targetPort.relativeId, 18);
           d.writeUInt32BE(tid.length, 20);
           tid.copy(d, 24);
           descs.push(d);
@@ -425,9 +404,8 @@ export class Reservations {
       if (!VALID_TYPES.has(type)) return invalidFieldInCdb(2, 3);
     }
 
-    const ports = nexusPorts(req.nexus.id);
     const cur = this.state;
-    const reg = this.registrationOf(cur, ports);
+    const reg = this.registrationOf(cur, req.nexus);
 
     switch (sa) {
       case ProutSa.REGISTER:
@@ -437,7 +415,7 @@ export class Reservations {
           if (!ignore && key !== 0n) return reservationConflict();
           if (saKey === 0n) return good(); // unregistered nexus unregistering: nothing to do
           const next = cloneState(cur);
-          next.registrations.push({ initiatorPort: ports.initiatorPort, targetPort: allTgPt ? null : ports.targetPort, key: saKey });
+          next.registrations.push({ initiatorPort: req.nexus.initiatorPort, targetPort: allTgPt ? null : registeredPort(req.nexus), key: saKey });
           next.aptpl = aptpl;
           next.generation = (next.generation + 1) >>> 0;
           return this.commit(next, []);
@@ -450,7 +428,7 @@ export class Reservations {
         else nreg.key = saKey;
         next.aptpl = aptpl;
         next.generation = (next.generation + 1) >>> 0;
-        return this.commit(next, uas, req.nexus.id);
+        return this.commit(next, uas, req.nexus);
       }
 
       case ProutSa.RESERVE: {
@@ -480,7 +458,7 @@ export class Reservations {
           // every other registrant.
           uas.push({ code: Asc.RESERVATIONS_RELEASED, regs: [...next.registrations] });
         }
-        return this.commit(next, uas, req.nexus.id);
+        return this.commit(next, uas, req.nexus);
       }
 
       case ProutSa.CLEAR: {
@@ -490,7 +468,7 @@ export class Reservations {
         next.registrations = [];
         next.reservation = null;
         next.generation = (next.generation + 1) >>> 0;
-        return this.commit(next, [{ code: Asc.RESERVATIONS_PREEMPTED, regs: others }], req.nexus.id);
+        return this.commit(next, [{ code: Asc.RESERVATIONS_PREEMPTED, regs: others }], req.nexus);
       }
 
       case ProutSa.PREEMPT:
@@ -561,8 +539,8 @@ export class Reservations {
     }
     uas.push({ code: Asc.REGISTRATIONS_PREEMPTED, regs: removed.filter((r) => r !== me) });
     next.generation = (next.generation + 1) >>> 0;
-    const removedNexuses = this.nexusesOf(removed.filter((r) => r !== me), req.nexus.id);
-    const r = await this.commit(next, uas, req.nexus.id);
+    const removedNexuses = this.nexusesOf(removed.filter((r) => r !== me), req.nexus);
+    const r = await this.commit(next, uas, req.nexus);
     if (abort && r.status === 0 && removedNexuses.length !== 0 && dev.abortTasksOf !== undefined) {
       await dev.abortTasksOf(this.host.lun, removedNexuses);
     }
@@ -578,8 +556,7 @@ export class Reservations {
     const rtpi = p.readUInt16BE(18);
     const tidLen = p.readUInt32BE(20);
     const cur = this.state;
-    const ports = nexusPorts(nexus.id);
-    const reg = this.registrationOf(cur, ports);
+    const reg = this.registrationOf(cur, nexus);
     if (reg === undefined || key !== reg.key) return reservationConflict();
     const res = cur.reservation;
     // Only the holder of a reservation other than all-registrants can move it.
@@ -590,16 +567,16 @@ export class Reservations {
     if ('error' in tid) return invalidFieldInParameterList(24);
     // The destination is reached through the same target port as the issuer (this target has one
     // per portal group; the RELATIVE TARGET PORT IDENTIFIER must name it).
-    if (ports.targetPort === '' || rtpi !== relativeTargetPortId(ports.targetPort)) return invalidFieldInParameterList(18);
-    if (tid.initiatorPort === ports.initiatorPort) return invalidFieldInParameterList(24);
+    if (rtpi !== nexus.targetPort.relativeId) return invalidFieldInParameterList(18);
+    if (tid.initiatorPort === nexus.initiatorPort) return invalidFieldInParameterList(24);
     void scope;
     void type;
 
     const next = cloneState(cur);
     const me = next.registrations[cur.registrations.indexOf(reg)]!;
-    let dest = this.registrationOf(next, { initiatorPort: tid.initiatorPort, targetPort: ports.targetPort });
+    let dest = this.registrationOf(next, { initiatorPort: tid.initiatorPort, targetPort: nexus.targetPort });
     if (dest === undefined) {
-      dest = { initiatorPort: tid.initiatorPort, targetPort: ports.targetPort, key: saKey };
+      dest = { initiatorPort: tid.initiatorPort, targetPort: registeredPort(nexus), key: saKey };
       next.registrations.push(dest);
     } else {
       dest.key = saKey;
@@ -612,13 +589,11 @@ export class Reservations {
   }
 
   /** Every I_T nexus known to the LU that `regs` cover, except `except`. */
-  private nexusesOf(regs: readonly Registration[], except?: string): string[] {
+  private nexusesOf(regs: readonly Registration[], except?: ItNexus): ItNexus[] {
     if (regs.length === 0) return [];
-    const out: string[] = [];
-    for (const id of this.host.unitAttentions.knownNexuses()) {
-      if (id === except) continue;
-      const p = nexusPorts(id);
-      if (regs.some((r) => r.initiatorPort === p.initiatorPort && (r.targetPort === null || r.targetPort === p.targetPort))) out.push(id);
+    const out: ItNexus[] = [];
+    for (const nexus of this.host.unitAttentions.knownNexuses()) {
+      if (nexus.id !== except?.id && regs.some((r) => covers(r, nexus))) out.push(nexus);
     }
     return out;
   }
@@ -627,7 +602,7 @@ export class Reservations {
    * Make `next` the state: persist it first when APTPL asks (or remove the persisted copy when
    * APTPL was turned off); only then swap it in and establish the unit attentions.
    */
-  private async commit(next: PrState, uas: PendingUa[], issuer?: string): Promise<ScsiResponse> {
+  private async commit(next: PrState, uas: PendingUa[], issuer?: ItNexus): Promise<ScsiResponse> {
     const write = this.host.backend.writeSidecar;
     if (next.aptpl || this.state.aptpl) {
       if (write === undefined) {
@@ -642,7 +617,7 @@ export class Reservations {
     }
     this.state = next;
     for (const ua of uas) {
-      for (const id of this.nexusesOf(ua.regs, issuer)) this.host.unitAttentions.establishFor(id, ua.code);
+      for (const nexus of this.nexusesOf(ua.regs, issuer)) this.host.unitAttentions.establishFor(nexus, ua.code);
     }
     return good();
   }

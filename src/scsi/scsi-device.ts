@@ -3,7 +3,8 @@ import { Op } from './cdb.js';
 import type { LogicalUnit } from './logical-unit.js';
 import { Asc, internalTargetFailure, logicalUnitNotSupported } from './sense.js';
 import { inquiryNoLun, reportLuns, requestSenseNoLun } from './spc.js';
-import type { ItNexus, ScsiRequest, ScsiResponse } from './types.js';
+import type { ItNexus } from './nexus.js';
+import type { ScsiRequest, ScsiResponse } from './types.js';
 
 const DEFAULT_VENDOR = { vendor: 'GLFS', product: 'glfs-target', revision: '0001' };
 
@@ -122,7 +123,7 @@ export class ScsiDevice implements DeviceContext {
   clearTaskSet(lun: number, issuer: ItNexus): boolean {
     const lu = this.units.get(lun);
     if (!lu) return false;
-    lu.unitAttentions.establish(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, issuer.id);
+    lu.unitAttentions.establish(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, issuer);
     return true;
   }
 
@@ -157,11 +158,11 @@ export class ScsiDevice implements DeviceContext {
    * Installed by the transport: abort every task of the given I_T nexuses on a LUN (used by
    * PERSISTENT RESERVE OUT / PREEMPT AND ABORT). Resolves once the tasks have left the SCSI layer.
    */
-  taskAborter?: (lun: number, nexusIds: readonly string[]) => Promise<void>;
+  taskAborter?: (lun: number, nexuses: readonly ItNexus[]) => Promise<void>;
 
   /** DeviceContext: PREEMPT AND ABORT's task abort, through the transport's taskAborter. */
-  async abortTasksOf(lun: number, nexusIds: readonly string[]): Promise<void> {
-    if (this.taskAborter !== undefined) await this.taskAborter(lun, nexusIds);
+  async abortTasksOf(lun: number, nexuses: readonly ItNexus[]): Promise<void> {
+    if (this.taskAborter !== undefined) await this.taskAborter(lun, nexuses);
   }
 
   /** Flush and close every backend. Closes all of them even if one fails, then throws the first error. */

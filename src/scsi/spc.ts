@@ -59,7 +59,7 @@ export function inquiryNoLun(req: ScsiRequest, vendor: Pick<InquiryIdentity, 've
  * CHECK CONDITION sense stays fixed format (D_SENSE = 0 in the Control mode page).
  */
 function requestSense(lu: LogicalUnit, req: ScsiRequest): ScsiResponse {
-  const code = lu.unitAttentions.take(req.nexus.id);
+  const code = lu.unitAttentions.take(req.nexus);
   const sense =
     code === undefined
       ? fixedSense(SenseKey.NO_SENSE, 0, 0)

@@ -1,3 +1,5 @@
+import type { ItNexus } from './nexus.js';
+
 /** SAM-5 status codes (§5.3). */
 export const enum ScsiStatus {
   Good = 0x00,
@@ -8,16 +10,6 @@ export const enum ScsiStatus {
   TaskSetFull = 0x28,
   AcaActive = 0x30,
   TaskAborted = 0x40,
-}
-
-/** Data transfer direction as the transport announced it (iSCSI R/W bits). */
-export interface ItNexus {
-  /** Stable identity of the I_T nexus: initiator port name + ISID + target portal group, e.g. "iqn…,i,0x23d000000001". */
-  readonly id: string;
-  /** Initiator name (iSCSI name). */
-  readonly initiatorName: string;
-  /** Writes from this nexus are refused with DATA PROTECT / WRITE PROTECTED (ACL readOnly). */
-  readonly readOnly: boolean;
 }
 
 /** One SCSI command as handed over by a transport (SAM-5 "Execute Command"). */

@@ -1,3 +1,4 @@
+import type { ItNexus } from './nexus.js';
 import { Asc } from './sense.js';
 
 /** Most unit attentions kept per I_T nexus; older ones are dropped first (SAM-5 §5.14 lets a device discard). */
@@ -8,7 +9,7 @@ const MAX_QUEUED = 8;
  * Conditions are Asc codes (ASC << 8 | ASCQ); the sense key is always UNIT ATTENTION.
  */
 export class UnitAttentions {
-  private readonly byNexus = new Map<string, number[]>();
+  private readonly byNexus = new Map<string, { nexus: ItNexus; queue: number[] }>();
 
   /**
    * The queue for a nexus. The first time the logical unit sees a nexus, it starts with
@@ -16,42 +17,42 @@ export class UnitAttentions {
    * LU has just come up (SAM-5 §6.3.1 names 29h/00h or 29h/01h for power on; 29h/00h is what
    * tgt and LIO report).
    */
-  queueFor(nexusId: string): number[] {
-    let q = this.byNexus.get(nexusId);
-    if (q === undefined) {
-      q = [Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET];
-      this.byNexus.set(nexusId, q);
+  queueFor(nexus: ItNexus): number[] {
+    let entry = this.byNexus.get(nexus.id);
+    if (entry === undefined) {
+      entry = { nexus, queue: [Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET] };
+      this.byNexus.set(nexus.id, entry);
     }
-    return q;
+    return entry.queue;
   }
 
   /** Remove and return the oldest pending condition, or undefined. */
-  take(nexusId: string): number | undefined {
-    return this.byNexus.get(nexusId)?.shift();
+  take(nexus: ItNexus): number | undefined {
+    return this.byNexus.get(nexus.id)?.queue.shift();
   }
 
-  pending(nexusId: string): readonly number[] {
-    return this.byNexus.get(nexusId) ?? [];
+  pending(nexus: ItNexus): readonly number[] {
+    return this.byNexus.get(nexus.id)?.queue ?? [];
   }
 
   /** Has this nexus ever addressed the logical unit? */
-  knows(nexusId: string): boolean {
-    return this.byNexus.has(nexusId);
+  knows(nexus: ItNexus): boolean {
+    return this.byNexus.has(nexus.id);
   }
 
-  knownNexuses(): IterableIterator<string> {
-    return this.byNexus.keys();
+  *knownNexuses(): IterableIterator<ItNexus> {
+    for (const entry of this.byNexus.values()) yield entry.nexus;
   }
 
   /** Establish `code` for every known nexus except `except`. */
-  establish(code: number, except?: string): void {
-    for (const [id, q] of this.byNexus) {
-      if (id !== except) push(q, code);
+  establish(code: number, except?: ItNexus): void {
+    for (const [id, entry] of this.byNexus) {
+      if (id !== except?.id) push(entry.queue, code);
     }
   }
 
-  establishFor(nexusId: string, code: number): void {
-    push(this.queueFor(nexusId), code);
+  establishFor(nexus: ItNexus, code: number): void {
+    push(this.queueFor(nexus), code);
   }
 }
 

@@ -4,13 +4,25 @@ import type { BlockBackend } from '../../src/backend/block-backend.js';
 import { MemoryBackend } from '../../src/backend/memory-backend.js';
 import { LogicalUnit, type LogicalUnitOptions } from '../../src/scsi/logical-unit.js';
 import { ScsiDevice } from '../../src/scsi/scsi-device.js';
-import type { ItNexus, ScsiResponse } from '../../src/scsi/types.js';
+import { createNexus, type ItNexus } from '../../src/scsi/nexus.js';
+import { encodeIscsiTransportId } from '../../src/scsi/transport-id.js';
+import type { ScsiResponse } from '../../src/scsi/types.js';
 
 export const GOOD = 0x00;
 export const CHECK_CONDITION = 0x02;
 
-export function nexus(name = 'a', readOnly = false): ItNexus {
-  return { id: `iqn.2024-01.test:${name},i,0x23d000000001`, initiatorName: `iqn.2024-01.test:${name}`, readOnly };
+/** An iSCSI I_T nexus: initiator iqn.2024-01.test:<name> with `isid`, through target port `tpgt` of `target`. */
+export function nexus(name = 'a', readOnly = false, o: { isid?: string; tpgt?: number; target?: string } = {}): ItNexus {
+  const initiatorName = `iqn.2024-01.test:${name}`;
+  const initiatorPort = `${initiatorName},i,0x${o.isid ?? '23d000000001'}`;
+  const tpgt = o.tpgt ?? 1;
+  return createNexus({
+    initiatorName,
+    initiatorPort,
+    transportId: encodeIscsiTransportId(initiatorPort),
+    targetPort: { name: `${o.target ?? 'iqn.2024-01.test:target'},t,0x${tpgt.toString(16).padStart(4, '0')}`, relativeId: tpgt, groupId: tpgt },
+    readOnly,
+  });
 }
 
 export interface TestLuOptions extends Partial<Omit<LogicalUnitOptions, 'backend'>> {

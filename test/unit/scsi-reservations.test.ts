@@ -1,17 +1,19 @@
 import { describe, expect, it, vi } from 'vitest';
 import { MemoryBackend } from '../../src/backend/memory-backend.js';
 import { LogicalUnit } from '../../src/scsi/logical-unit.js';
-import { PR_SIDECAR, iscsiTransportId, nexusPorts, parseIscsiTransportId } from '../../src/scsi/reservations.js';
+import { PR_SIDECAR } from '../../src/scsi/reservations.js';
+import { encodeIscsiTransportId, parseIscsiTransportId } from '../../src/scsi/transport-id.js';
 import { ScsiDevice } from '../../src/scsi/scsi-device.js';
-import type { ItNexus, ScsiResponse } from '../../src/scsi/types.js';
-import { KEY, cdb, clearUa, expectGood, expectSense, fieldPointer, makeDevice, run, u16, u32 } from './scsi-helpers.js';
+import type { ItNexus } from '../../src/scsi/nexus.js';
+import type { ScsiResponse } from '../../src/scsi/types.js';
+import { KEY, cdb, nexus, clearUa, expectGood, expectSense, fieldPointer, makeDevice, run, u16, u32 } from './scsi-helpers.js';
 
 const CONFLICT = 0x18;
 const TARGET = 'iqn.2024-01.test:target';
 
-/** A full iSCSI I_T nexus id as the transport builds it. */
+/** An iSCSI I_T nexus as the transport builds it. */
 function nx(name: string, isid = '23d000000001', tpgt = 1): ItNexus {
-  return { id: `iqn.2024-01.test:${name},i,0x${isid},${TARGET},t,0x${tpgt.toString(16).padStart(4, '0')}`, initiatorName: `iqn.2024-01.test:${name}`, readOnly: false };
+  return nexus(name, false, { isid, tpgt, target: TARGET });
 }
 const A = nx('a');
 const B = nx('b');
@@ -275,14 +277,14 @@ describe('PREEMPT / PREEMPT AND ABORT / REGISTER AND MOVE', () => {
     expectGood(await register(dev, B, 2n));
     expectGood(await reserve(dev, B, 2n, Type.WE));
     expectGood(await out(dev, A, 5, params(1n, 2n), Type.WE));
-    expect(aborter).toHaveBeenCalledWith(0, [B.id]);
+    expect(aborter).toHaveBeenCalledWith(0, [B]);
   });
 
   it('REGISTER AND MOVE hands the reservation to another initiator port (optionally unregistering)', async () => {
     const { dev } = await ready();
     expectGood(await register(dev, A, 1n));
     expectGood(await reserve(dev, A, 1n, Type.WE));
-    const tid = iscsiTransportId(nexusPorts(B.id).initiatorPort);
+    const tid = encodeIscsiTransportId(B.initiatorPort);
     const p = Buffer.alloc(24 + tid.length);
     p.writeBigUInt64BE(1n, 0);
     p.writeBigUInt64BE(0xbn, 8);
@@ -302,8 +304,8 @@ describe('PREEMPT / PREEMPT AND ABORT / REGISTER AND MOVE', () => {
   });
 
   it('TransportIDs round-trip (iSCSI, format 01b)', () => {
-    const port = nexusPorts(A.id).initiatorPort;
-    const t = iscsiTransportId(port);
+    const port = A.initiatorPort;
+    const t = encodeIscsiTransportId(port);
     expect(t.length % 4).toBe(0);
     expect(parseIscsiTransportId(t)).toEqual({ initiatorPort: port, length: t.length });
     const bad = Buffer.from(t);
@@ -341,8 +343,8 @@ describe('PERSISTENT RESERVE IN', () => {
       o += 24 + len;
     }
     expect(seen).toEqual([
-      { key: 1n, holder: false, type: 0, rtpi: 1, port: nexusPorts(A.id).initiatorPort },
-      { key: 2n, holder: true, type: Type.WE_RO, rtpi: 1, port: nexusPorts(B.id).initiatorPort },
+      { key: 1n, holder: false, type: 0, rtpi: 1, port: A.initiatorPort },
+      { key: 2n, holder: true, type: Type.WE_RO, rtpi: 1, port: B.initiatorPort },
     ]);
   });
 

@@ -85,7 +85,7 @@ describe('unit attentions', () => {
     await clearUa(dev, n1);
     await clearUa(dev, n2);
     dev.clearTaskSet(0, n1);
-    lu.unitAttentions.establish(0x2a01, n1.id);
+    lu.unitAttentions.establish(0x2a01, n1);
     dev.clearTaskSet(0, n1); // duplicate not queued twice
     expectSense(await run(dev, TUR(), { nx: n2 }), KEY.UNIT_ATTENTION, 0x2f, 0x00);
     expectSense(await run(dev, TUR(), { nx: n2 }), KEY.UNIT_ATTENTION, 0x2a, 0x01);
