@@ -2,69 +2,65 @@ import { RejectReason, RESERVED_TAG } from '../pdu/opcodes.js';
 import type { Pdu } from '../pdu/pdu.js';
 import { dataInHeader, r2tHeader, scsiResponseHeader } from '../pdu/target-pdus.js';
 import { decodeLun } from '../scsi/lun-address.js';
-import { fixedSense } from '../scsi/sense.js';
+import { internalTargetFailure, transferFailed, type TransferFailure } from '../scsi/sense.js';
 import { ScsiStatus, type ScsiResponse } from '../scsi/types.js';
-import type { Connection } from './connection.js';
-import { ScsiTask } from './scsi-task.js';
 import { TaskDataStream } from './data-out-stream.js';
+import { IscsiTask } from './iscsi-task.js';
+import type { SessionPort } from './session-port.js';
 
 /** Residual flags of SCSI Response / Data-In (RFC 7143 §11.4.5). */
 const UNDERFLOW = 0x02;
 const OVERFLOW = 0x04;
 
-/** Sense key ABORTED COMMAND with the iSCSI-specific ASC/ASCQ of RFC 7143 §11.4.7.2. */
-const UNEXPECTED_UNSOLICITED_DATA = [0x0b, 0x0c, 0x0c] as const;
-const INCORRECT_AMOUNT_OF_DATA = [0x0b, 0x0c, 0x0d] as const;
-const PROTOCOL_SERVICE_CRC_ERROR = [0x0b, 0x47, 0x05] as const;
-/** ILLEGAL REQUEST, INVALID FIELD IN CDB (SPC-4). */
-const INVALID_FIELD_IN_CDB = [0x05, 0x24, 0x00] as const;
-
 /** Largest write we buffer for one command; VPD 0xB0 advertises a smaller maximum transfer. */
 const MAX_WRITE_BUFFER = 32 * 1024 * 1024;
 
 /**
- * The SCSI data path of a connection (RFC 7143 §10–11): command PDUs become tasks; write data
- * is gathered from immediate data, unsolicited and solicited Data-Out (R2T); the SCSI layer
- * executes; results go back as Data-In (status collapsed into the last one) or SCSI Response.
+ * The SCSI data path of a connection (RFC 7143 §10–11): command PDUs become tasks in the
+ * device's task set; write data is gathered from immediate data, unsolicited and solicited
+ * Data-Out (R2T); the device server executes; results go back as Data-In (status collapsed into
+ * the last one) or SCSI Response. It maps Initiator Task Tags to tasks and knows no SCSI command.
  */
 export class CommandPath {
   /** Commands inside the SCSI layer, and who waits for that number to reach zero. */
   private executing = 0;
   /** Reads waiting for the server's DataBudget (their buffers would exceed it). */
-  private readonly deferred: ScsiTask[] = [];
+  private readonly deferred: IscsiTask[] = [];
   private awaitingBudget = false;
   private drainWaiters: Array<() => void> = [];
 
-  constructor(private readonly conn: Connection) {}
+  constructor(private readonly port: SessionPort) {}
 
   onCommand(pdu: Pdu): void {
-    const conn = this.conn;
-    const session = conn.session!;
-    if (session.target === null) {
+    const port = this.port;
+    const session = port.session;
+    const device = session.target?.device;
+    if (device === undefined) {
       // Discovery sessions carry only Text, NOP and Logout (RFC 7143 §4.3).
-      conn.reject(RejectReason.ProtocolError, pdu.bhs, 'SCSI command in a discovery session');
+      port.reject(RejectReason.ProtocolError, pdu.bhs, 'SCSI command in a discovery session');
       this.releaseIfCounted(pdu.immediate);
       return;
     }
     if (session.tasks.has(pdu.itt)) {
-      conn.reject(RejectReason.TaskInProgress, pdu.bhs, `ITT 0x${pdu.itt.toString(16)} already in use`);
+      port.reject(RejectReason.TaskInProgress, pdu.bhs, `ITT 0x${pdu.itt.toString(16)} already in use`);
       this.releaseIfCounted(pdu.immediate);
       return;
     }
-    const task = ScsiTask.fromCommand(pdu, decodeLun(pdu.bhs, 8));
+    const { fields, cdb } = IscsiTask.fieldsOf(pdu);
+    const scsi = device.createTask(session.nexus, decodeLun(pdu.bhs, 8), cdb, (report) => this.aborted(task, report));
+    const task = new IscsiTask(fields, scsi);
     session.tasks.set(task.itt, task);
     if (pdu.dataDigestFailed) {
-      this.finishWithSense(task, PROTOCOL_SERVICE_CRC_ERROR, 'immediate data failed its digest');
+      this.endWith(task, 'data-digest-error', 'immediate data failed its digest');
       return;
     }
     const immediateData = pdu.data;
     if (immediateData.length > 0 && !task.isWrite) {
-      this.finishWithSense(task, INCORRECT_AMOUNT_OF_DATA, 'immediate data on a command without the W bit');
+      this.endWith(task, 'incorrect-amount-of-data', 'immediate data on a command without the W bit');
       return;
     }
     if (task.isRead && task.isWrite) {
-      // Bidirectional commands: none of the commands we implement uses them.
-      this.finishWithSense(task, INVALID_FIELD_IN_CDB, 'bidirectional command');
+      this.endWith(task, 'bidirectional-command', 'bidirectional command');
       return;
     }
     if (!task.isWrite || task.edtl === 0) {
@@ -73,15 +69,15 @@ export class CommandPath {
     }
     const p = session.params;
     if (immediateData.length > 0 && (!p.immediateData || immediateData.length > p.firstBurstLength)) {
-      this.finishWithSense(task, UNEXPECTED_UNSOLICITED_DATA, 'immediate data not allowed or beyond FirstBurstLength');
+      this.endWith(task, 'unexpected-unsolicited-data', 'immediate data not allowed or beyond FirstBurstLength');
       return;
     }
     if (task.edtl > MAX_WRITE_BUFFER) {
-      this.finishWithSense(task, INVALID_FIELD_IN_CDB, `write of ${task.edtl} bytes exceeds ${MAX_WRITE_BUFFER}`);
+      this.endWith(task, 'transfer-too-long', `write of ${task.edtl} bytes exceeds ${MAX_WRITE_BUFFER}`);
       return;
     }
     if (immediateData.length > task.edtl) {
-      this.finishWithSense(task, INCORRECT_AMOUNT_OF_DATA, 'immediate data beyond the expected transfer length');
+      this.endWith(task, 'incorrect-amount-of-data', 'immediate data beyond the expected transfer length');
       return;
     }
     if (immediateData.length === task.edtl) {
@@ -96,35 +92,34 @@ export class CommandPath {
     task.unsolicitedOpen = !p.initialR2T && !pdu.final;
     task.unsolicitedLimit = Math.min(p.firstBurstLength, task.edtl);
     task.nextR2TOffset = immediateData.length;
-    if (task.edtl > p.firstBurstLength && session.target.device.acceptsDataOutStream(task.cdb)) {
+    if (task.edtl > p.firstBurstLength && device.acceptsDataOutStream(cdb)) {
       // Large plain writes run now and take their data burst by burst as it arrives.
       const stream = new TaskDataStream(task.edtl, (bytes) => {
         this.release(task, bytes);
         if (!task.unsolicitedOpen) this.issueR2Ts(task);
-      }, conn.bufferPool);
-      task.stream = stream;
+      }, port.bufferPool);
+      task.write = { kind: 'streamed', stream };
       if (immediateData.length > 0) this.store(task, immediateData, 0);
       this.execute(task, undefined);
       return;
     }
-    task.data = conn.bufferPool.acquire(task.edtl);
-    task.pooled.push(task.data);
+    const buffer = port.bufferPool.acquire(task.edtl);
+    task.write = { kind: 'buffered', buffer };
+    task.pooled.push(buffer);
     this.hold(task, task.edtl);
-    immediateData.copy(task.data, 0);
-    conn.bufferPool.release(immediateData);
+    immediateData.copy(buffer, 0);
+    port.bufferPool.release(immediateData);
     task.received = immediateData.length;
     if (!task.unsolicitedOpen) this.issueR2Ts(task);
   }
 
   onDataOut(pdu: Pdu): void {
-    const conn = this.conn;
-    const session = conn.session!;
-    const task = session.tasks.get(pdu.itt);
-    const receiving = task !== undefined && (task.stream !== null ? !task.stream.failed && task.received < task.edtl : task.state === 'receiving' && task.data !== null);
-    if (!receiving) {
+    const port = this.port;
+    const task = port.session.tasks.get(pdu.itt);
+    if (task === undefined || !task.receiving) {
       // Data for a task that ended (aborted, or answered early): discarded.
-      conn.log.debug({ itt: pdu.itt }, 'Data-Out for no receiving task; discarded');
-      conn.bufferPool.release(pdu.data);
+      port.log.debug({ itt: pdu.itt }, 'Data-Out for no receiving task; discarded');
+      port.bufferPool.release(pdu.data);
       return;
     }
     const data = pdu.data;
@@ -134,11 +129,11 @@ export class CommandPath {
     if (ttt === RESERVED_TAG) {
       // Unsolicited data (§11.7, DataSN: counts from 0 for the unsolicited burst).
       if (!task.unsolicitedOpen) {
-        this.failTask(task, pdu, UNEXPECTED_UNSOLICITED_DATA, 'unsolicited Data-Out not expected');
+        this.failTask(task, pdu, 'unexpected-unsolicited-data', 'unsolicited Data-Out not expected');
         return;
       }
       if (pdu.dataSN !== task.unsolicitedDataSN || offset !== task.received || offset + length > task.unsolicitedLimit) {
-        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `unsolicited Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${length}`);
+        this.failTask(task, pdu, 'incorrect-amount-of-data', `unsolicited Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${length}`);
         return;
       }
       this.store(task, data, offset);
@@ -150,12 +145,12 @@ export class CommandPath {
     } else {
       const r2t = task.r2ts.find((r) => r.ttt === ttt);
       if (r2t === undefined) {
-        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out with unknown TTT 0x${ttt.toString(16)}`);
+        this.failTask(task, pdu, 'incorrect-amount-of-data', `Data-Out with unknown TTT 0x${ttt.toString(16)}`);
         return;
       }
       // §11.7 DataSN counts per R2T from 0; DataPDUInOrder=Yes means offsets are sequential.
       if (pdu.dataSN !== r2t.nextDataSN || offset !== r2t.nextOffset || offset + length > r2t.end) {
-        this.failTask(task, pdu, INCORRECT_AMOUNT_OF_DATA, `Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${length} (expected DataSN ${r2t.nextDataSN} offset ${r2t.nextOffset})`);
+        this.failTask(task, pdu, 'incorrect-amount-of-data', `Data-Out DataSN ${pdu.dataSN} offset ${offset} length ${length} (expected DataSN ${r2t.nextDataSN} offset ${r2t.nextOffset})`);
         return;
       }
       this.store(task, data, offset);
@@ -164,88 +159,86 @@ export class CommandPath {
       if (r2t.nextOffset === r2t.end) task.r2ts.splice(task.r2ts.indexOf(r2t), 1);
     }
     if (task.received === task.edtl) {
-      if (task.stream === null) this.execute(task, task.data!);
+      if (task.write.kind === 'buffered') this.execute(task, task.write.buffer);
       return;
     }
     if (!task.unsolicitedOpen) this.issueR2Ts(task);
   }
 
   /** Take write data (a BufferPool buffer, which the task now owns) for buffer offset `offset`. */
-  private store(task: ScsiTask, data: Buffer, offset: number): void {
+  private store(task: IscsiTask, data: Buffer, offset: number): void {
     task.received += data.length;
-    if (task.stream === null) {
-      data.copy(task.data!, offset);
-      this.conn.bufferPool.release(data);
-      return;
+    const w = task.write;
+    if (w.kind === 'buffered') {
+      data.copy(w.buffer, offset);
+      this.port.bufferPool.release(data);
+    } else if (w.kind === 'streamed') {
+      this.hold(task, data.length); // given back once written (TaskDataStream's onConsumed)
+      w.stream.push(data);
     }
-    this.hold(task, data.length); // given back once written (TaskDataStream's onConsumed)
-    task.stream.push(data);
   }
 
   /** Count task data against the server's DataBudget (reads: the buffer; writes: data not yet in the file). */
-  private hold(task: ScsiTask, bytes: number): void {
+  private hold(task: IscsiTask, bytes: number): void {
     task.held += bytes;
-    this.conn.dataBudget.take(bytes);
+    this.port.dataBudget.take(bytes);
   }
 
-  private release(task: ScsiTask, bytes = task.held): void {
+  private release(task: IscsiTask, bytes = task.held): void {
     const n = Math.min(bytes, task.held);
     if (n === 0) return;
     task.held -= n;
-    this.conn.dataBudget.give(n);
+    this.port.dataBudget.give(n);
   }
 
   /** A Data-Out whose payload was lost (digest error, oversize): the task cannot complete correctly. */
   failTransfer(bhs: Buffer, why: 'data-digest' | 'oversize'): void {
-    const session = this.conn.session;
-    if (session === null) return;
-    const itt = bhs.readUInt32BE(16);
-    const task = session.tasks.get(itt);
-    if (task === undefined || (task.state !== 'receiving' && task.stream === null)) return;
-    this.finishWithSense(task, why === 'data-digest' ? PROTOCOL_SERVICE_CRC_ERROR : INCORRECT_AMOUNT_OF_DATA, `write data lost (${why})`);
+    const task = this.port.session.tasks.get(bhs.readUInt32BE(16));
+    if (task === undefined || task.write.kind === 'none' || (task.write.kind === 'buffered' && task.scsi.state !== 'pending')) return;
+    this.endWith(task, why === 'data-digest' ? 'data-digest-error' : 'incorrect-amount-of-data', `write data lost (${why})`);
   }
 
   /**
    * §11.8: keep up to MaxOutstandingR2T solicitations of at most MaxBurstLength each. A streamed
    * write solicits only while less than two bursts wait for the SCSI layer (bounded memory).
    */
-  private issueR2Ts(task: ScsiTask): void {
-    const session = this.conn.session;
-    if (session === null || task.aborted || task.transferFailure !== null || task.state === 'done') return;
-    const p = session.params;
-    const stream = task.stream;
+  private issueR2Ts(task: IscsiTask): void {
+    if (this.port.closed || task.scsi.aborted || task.transferFailure !== null || task.scsi.state === 'done') return;
+    const p = this.port.session.params;
+    const stream = task.write.kind === 'streamed' ? task.write.stream : null;
     while (task.r2ts.length < p.maxOutstandingR2T && task.nextR2TOffset < task.edtl) {
       if (stream !== null && task.nextR2TOffset - stream.delivered >= 2 * p.maxBurstLength) return;
       const offset = task.nextR2TOffset;
       const length = Math.min(p.maxBurstLength, task.edtl - offset);
-      const ttt = this.conn.allocateTtt();
+      const ttt = this.port.allocateTtt();
       task.r2ts.push({ ttt, end: offset + length, nextOffset: offset, nextDataSN: 0 });
       task.nextR2TOffset += length;
-      this.conn.send(r2tHeader(task.itt, task.lunField, ttt, task.r2tSN++, offset, length));
+      this.port.send(r2tHeader(task.itt, task.lunField, ttt, task.r2tSN++, offset, length));
     }
   }
 
-  private failTask(task: ScsiTask, pdu: Pdu, sense: readonly [number, number, number], why: string): void {
-    this.conn.bufferPool.release(pdu.data);
-    this.conn.reject(RejectReason.ProtocolError, pdu.bhs, why);
-    this.finishWithSense(task, sense, why);
+  private failTask(task: IscsiTask, pdu: Pdu, why: TransferFailure, detail: string): void {
+    this.port.bufferPool.release(pdu.data);
+    this.port.reject(RejectReason.ProtocolError, pdu.bhs, detail);
+    this.endWith(task, why, detail);
   }
 
-  private finishWithSense(task: ScsiTask, sense: readonly [number, number, number], why: string): void {
-    this.conn.log.warn({ itt: task.itt, why }, 'command terminated');
-    if (task.stream !== null) {
-      // The handler is already running: stop its data; it answers with this sense when it returns.
-      if (task.transferFailure === null) task.transferFailure = sense;
-      task.stream.fail(new Error(why));
+  /** The task's data transfer failed (or the command was unacceptable): it ends with that CHECK CONDITION. */
+  private endWith(task: IscsiTask, why: TransferFailure, detail: string): void {
+    this.port.log.warn({ itt: task.itt, why: detail }, 'command terminated');
+    if (task.write.kind === 'streamed') {
+      // The handler is already running: stop its data; it answers with this failure when it returns.
+      task.transferFailure ??= why;
+      task.write.stream.fail(new Error(detail));
       return;
     }
-    task.state = 'done';
-    this.complete(task, { status: ScsiStatus.CheckCondition, sense: fixedSense(sense[0], sense[1], sense[2]) });
+    this.port.session.target?.device.discard(task.scsi);
+    this.complete(task, transferFailed(why));
   }
 
-  private execute(task: ScsiTask, dataOut: Buffer | undefined): void {
-    if (task.isRead && (this.deferred.length > 0 || (this.executing > 0 && this.conn.dataBudget.exhausted))) {
-      // Wait, in order (still 'receiving', so task management can end it), until memory is given back.
+  private execute(task: IscsiTask, dataOut: Buffer | undefined): void {
+    if (task.isRead && (this.deferred.length > 0 || (this.executing > 0 && this.port.dataBudget.exhausted))) {
+      // Wait, in order (still pending, so task management can end it), until memory is given back.
       this.deferred.push(task);
       if (!this.awaitingBudget) this.runDeferred();
       return;
@@ -253,15 +246,13 @@ export class CommandPath {
     this.start(task, dataOut);
   }
 
-  private start(task: ScsiTask, dataOut: Buffer | undefined): void {
-    const session = this.conn.session!;
-    const target = session.target!;
-    task.state = 'executing';
-    if (task.stream === null) task.r2ts.length = 0;
+  private start(task: IscsiTask, dataOut: Buffer | undefined): void {
+    const device = this.port.session.target!.device;
+    if (task.write.kind !== 'streamed') task.r2ts.length = 0;
     let dataInBuffer: Buffer | undefined;
     if (task.isRead) {
       this.hold(task, task.edtl);
-      const pool = this.conn.bufferPool;
+      const pool = this.port.bufferPool;
       // Only a pooled buffer is worth offering: a small read (INQUIRY, MODE SENSE) makes its own.
       if (pool.pools(task.edtl)) {
         dataInBuffer = pool.acquire(task.edtl);
@@ -269,25 +260,20 @@ export class CommandPath {
       }
     }
     this.executing++;
-    const req = task.stream === null
-      ? { nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOut, dataInLength: task.isRead ? task.edtl : 0, dataInBuffer }
-      : { nexus: session.nexus, lun: task.lun, cdb: task.cdb, dataOutStream: task.stream, dataInLength: 0 };
-    task.execution = target.device
-      .execute(req)
-      .then(
-        (res) => this.finished(task, res),
-        (err: unknown) => {
-          this.conn.log.error({ err, itt: task.itt }, 'SCSI layer failed');
-          this.finished(task, { status: ScsiStatus.CheckCondition, sense: fixedSense(0x04, 0x44, 0x00) });
-        },
-      );
+    const payload = task.write.kind === 'streamed'
+      ? { dataOutStream: task.write.stream, dataInLength: 0 }
+      : { dataOut, dataInLength: task.isRead ? task.edtl : 0, dataInBuffer };
+    device.run(task.scsi, payload).then(
+      (res) => this.finished(task, res),
+      (err: unknown) => {
+        this.port.log.error({ err, itt: task.itt }, 'SCSI layer failed');
+        this.finished(task, internalTargetFailure());
+      },
+    );
   }
 
-  private finished(task: ScsiTask, res: ScsiResponse): void {
-    if (task.transferFailure !== null) {
-      const [key, asc, ascq] = task.transferFailure;
-      res = { status: ScsiStatus.CheckCondition, sense: fixedSense(key, asc, ascq) };
-    }
+  private finished(task: IscsiTask, res: ScsiResponse): void {
+    if (task.transferFailure !== null) res = transferFailed(task.transferFailure);
     try {
       this.complete(task, res);
     } finally {
@@ -299,24 +285,43 @@ export class CommandPath {
     }
   }
 
-  /** Send the outcome of a task (RFC 7143 §11.4, §11.7) and retire it. */
-  private complete(task: ScsiTask, res: ScsiResponse): void {
-    const conn = this.conn;
-    const session = conn.session!;
-    task.state = 'done';
-    task.stream?.handlerDone(); // complete() runs once the SCSI layer has answered
-    task.data = null;
+  /** The task's transport resources go back: budget, tag, window credit. */
+  private retire(task: IscsiTask): void {
+    if (task.write.kind === 'streamed') task.write.stream.handlerDone(); // the SCSI layer has answered
+    task.write = { kind: 'none' };
     this.release(task);
-    if (session.tasks.get(task.itt) === task) session.tasks.delete(task.itt);
-    if (task.aborted) {
+    const tasks = this.port.session.tasks;
+    if (tasks.get(task.itt) === task) tasks.delete(task.itt);
+    this.releaseIfCounted(task.immediate);
+  }
+
+  /**
+   * The device aborted the task (task management, PREEMPT AND ABORT, nexus loss). A pending one
+   * ends here; a running one stops receiving data and ends when the SCSI layer lets go of it.
+   */
+  private aborted(task: IscsiTask, reportStatus: boolean): void {
+    if (task.scsi.state === 'running') {
+      if (task.write.kind === 'streamed') task.write.stream.fail(new Error('task aborted'));
+      return;
+    }
+    const i = this.deferred.indexOf(task);
+    if (i >= 0) this.deferred.splice(i, 1);
+    this.retire(task);
+    this.releasePooled(task);
+    if (reportStatus && !this.port.closed) this.port.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);
+  }
+
+  /** Send the outcome of a task (RFC 7143 §11.4, §11.7) and retire it. */
+  private complete(task: IscsiTask, res: ScsiResponse): void {
+    const port = this.port;
+    this.retire(task);
+    if (task.scsi.aborted) {
       this.releasePooled(task);
-      this.releaseIfCounted(task.immediate);
-      if (task.reportAborted) {
-        conn.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);
+      if (task.scsi.reportAborted && !port.closed) {
+        port.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);
       }
       return;
     }
-    this.releaseIfCounted(task.immediate);
     const edtl = task.edtl;
     const data = res.data;
     const available = data === undefined ? 0 : data.length;
@@ -348,7 +353,7 @@ export class CommandPath {
       senseSegment.writeUInt16BE(res.sense.length, 0);
       res.sense.copy(senseSegment, 2);
     }
-    conn.send(scsiResponseHeader(task.itt, res.status, residualFlags, residual), senseSegment, true);
+    port.send(scsiResponseHeader(task.itt, res.status, residualFlags, residual), senseSegment, true);
   }
 
   /**
@@ -356,11 +361,11 @@ export class CommandPath {
    * MaxBurstLength (F bit at each sequence end), status in the last PDU when given (§11.7).
    */
   private sendDataIn(
-    task: ScsiTask, data: Buffer, length: number,
+    task: IscsiTask, data: Buffer, length: number,
     status: { status: number; residualFlags: number; residual: number } | null,
     onWritten: () => void,
   ): void {
-    const p = this.conn.session!.params;
+    const p = this.port.session.params;
     const maxSegment = p.initiatorMaxRecvDataSegmentLength;
     const maxBurst = p.maxBurstLength;
     let offset = 0;
@@ -372,28 +377,28 @@ export class CommandPath {
       burstLeft -= seg;
       const endOfBurst = last || burstLeft === 0;
       const header = dataInHeader(task.itt, task.lunField, dataSN++, offset, endOfBurst, last ? status : null);
-      this.conn.send(header, data.subarray(offset, offset + seg), last && status !== null, last ? onWritten : undefined);
+      this.port.send(header, data.subarray(offset, offset + seg), last && status !== null, last ? onWritten : undefined);
       offset += seg;
       if (burstLeft === 0) burstLeft = maxBurst;
     }
   }
 
   /** The task's pool buffers are no longer read by anyone (SCSI layer done, data sent). */
-  private releasePooled(task: ScsiTask): void {
-    for (const b of task.pooled) this.conn.bufferPool.release(b);
+  private releasePooled(task: IscsiTask): void {
+    for (const b of task.pooled) this.port.bufferPool.release(b);
     task.pooled.length = 0;
   }
 
   private releaseIfCounted(immediate: boolean): void {
-    if (!immediate) this.conn.session!.releaseCredit();
+    if (!immediate) this.port.session.releaseCredit();
   }
 
   private runDeferred(): void {
-    while (this.deferred.length > 0 && !this.conn.isClosed) {
-      if (this.executing > 0 && this.conn.dataBudget.exhausted) {
+    while (this.deferred.length > 0 && !this.port.closed) {
+      if (this.executing > 0 && this.port.dataBudget.exhausted) {
         if (!this.awaitingBudget) {
           this.awaitingBudget = true;
-          this.conn.dataBudget.whenAvailable(() => {
+          this.port.dataBudget.whenAvailable(() => {
             this.awaitingBudget = false;
             this.runDeferred();
           });
@@ -401,7 +406,7 @@ export class CommandPath {
         return;
       }
       const task = this.deferred.shift()!;
-      if (task.state === 'receiving' && !task.aborted) this.start(task, undefined);
+      if (task.scsi.state === 'pending') this.start(task, undefined);
     }
   }
 
@@ -409,31 +414,5 @@ export class CommandPath {
   drain(): Promise<void> {
     if (this.executing === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
-  }
-
-  /**
-   * Terminate tasks (task management, session end). Their responses are suppressed (or TASK
-   * ABORTED when `report`); resolves once none of them is still running in the SCSI layer.
-   */
-  async abort(tasks: ScsiTask[], report: boolean): Promise<void> {
-    const running: Promise<void>[] = [];
-    const session = this.conn.session;
-    for (const task of tasks) {
-      task.aborted = true;
-      task.reportAborted = report && !this.conn.isClosed;
-      if (task.state === 'receiving') {
-        task.state = 'done';
-        task.data = null;
-        this.release(task);
-        this.releasePooled(task);
-        if (session !== null && session.tasks.get(task.itt) === task) session.tasks.delete(task.itt);
-        this.releaseIfCounted(task.immediate);
-        if (task.reportAborted) this.conn.send(scsiResponseHeader(task.itt, ScsiStatus.TaskAborted, 0, 0), undefined, true);
-      } else if (task.execution !== null) {
-        task.stream?.fail(new Error('task aborted'));
-        running.push(task.execution);
-      }
-    }
-    await Promise.allSettled(running);
   }
 }

@@ -6,7 +6,6 @@ import { Opcode, OPCODE_NAMES, RejectReason, RESERVED_TAG } from '../pdu/opcodes
 import { Pdu } from '../pdu/pdu.js';
 import { logoutResponseHeader, nopInHeader, rejectHeader } from '../pdu/target-pdus.js';
 import { PduWriter } from '../pdu/writer.js';
-import type { BufferPool } from '../pdu/buffer-pool.js';
 import { readThroughSharedBuffer } from './socket-reader.js';
 import { LoginHandler, type LoginContext } from './login.js';
 import type { Session } from './session.js';
@@ -15,11 +14,32 @@ import { CommandPath } from './command-path.js';
 import { handleTaskManagement } from './task-management.js';
 import { TextExchange } from './text-exchange.js';
 import type { ServerContext } from './server-context.js';
-import type { DataBudget } from './data-budget.js';
+import type { SessionPort } from './session-port.js';
 
 let connectionIds = 0;
 const PAUSE_DRAIN = 1;
 const PAUSE_MEMORY = 2;
+
+/** Login phase (RFC 7143 §6.3): PDUs go to the login handler one step at a time. */
+interface LoginPhase {
+  readonly kind: 'login';
+  readonly handler: LoginHandler;
+  /** PDUs that arrived while a login step was completing (session reinstatement waits for old tasks). */
+  queue: Pdu[] | null;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** Full feature phase (RFC 7143 §7): the session and its handlers, which see it through a SessionPort. */
+interface FullFeaturePhase {
+  readonly kind: 'full';
+  readonly session: Session;
+  readonly port: SessionPort;
+  readonly commands: CommandPath;
+  readonly text: TextExchange;
+  /** Non-immediate PDUs that arrived ahead of a CmdSN gap. */
+  readonly ahead: Map<number, Pdu>;
+  loggingOut: boolean;
+}
 
 /**
  * One TCP connection: framing, the login phase, then the full feature phase (RFC 7143 §7):
@@ -32,18 +52,10 @@ export class Connection {
   readonly log: Logger;
   readonly writer: PduWriter;
   private readonly framer: PduFramer;
-  private login: LoginHandler | null;
-  private loginQueue: Pdu[] | null = null;
-  private loginTimer: NodeJS.Timeout | null;
-  session: Session | null = null;
+  private phase: LoginPhase | FullFeaturePhase;
   statSN = 0;
   private statSNStarted = false;
   private closed = false;
-  private loggingOut = false;
-  /** Non-immediate PDUs that arrived ahead of a CmdSN gap. */
-  private readonly ahead = new Map<number, Pdu>();
-  readonly commands: CommandPath;
-  private readonly text: TextExchange;
   private lastReceive = Date.now();
   private pingSentAt = 0;
   private pingTimer: NodeJS.Timeout | null = null;
@@ -66,8 +78,6 @@ export class Connection {
     socket.setKeepAlive(true, 30_000);
     this.writer = new PduWriter(socket);
     this.framer = new PduFramer((pdu) => this.onPdu(pdu), (err) => this.onFramingError(err), ctx.bufferPool);
-    this.commands = new CommandPath(this);
-    this.text = new TextExchange(this);
     const loginCtx: LoginContext = {
       settings: ctx.settings,
       portal,
@@ -77,12 +87,13 @@ export class Connection {
       auth: ctx.auth,
       remoteAddress: socket.remoteAddress ?? '',
     };
-    this.login = new LoginHandler(loginCtx);
-    this.loginTimer = setTimeout(() => {
-      this.log.warn({ ...this.login?.who, timeoutSeconds: ctx.settings.loginTimeout }, 'login timed out; closing connection');
+    const handler = new LoginHandler(loginCtx);
+    const timer = setTimeout(() => {
+      this.log.warn({ ...handler.who, timeoutSeconds: ctx.settings.loginTimeout }, 'login timed out; closing connection');
       this.close('login timeout');
     }, ctx.settings.loginTimeout * 1000);
-    this.loginTimer.unref();
+    timer.unref();
+    this.phase = { kind: 'login', handler, queue: null, timer };
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.onClose());
     socket.on('drain', () => this.resume(PAUSE_DRAIN));
@@ -99,20 +110,22 @@ export class Connection {
     }
   }
 
-  get bufferPool(): BufferPool {
-    return this.ctx.bufferPool;
-  }
-
   get settings(): IscsiSettings {
     return this.ctx.settings;
   }
 
-  get dataBudget(): DataBudget {
-    return this.ctx.dataBudget;
+  get inLogin(): boolean {
+    return this.phase.kind === 'login';
   }
 
-  get inLogin(): boolean {
-    return this.login !== null;
+  /** The session, once in full feature phase. */
+  get session(): Session | null {
+    return this.phase.kind === 'full' ? this.phase.session : null;
+  }
+
+  /** Resolves once every command of this connection handed to the SCSI layer has finished. */
+  drain(): Promise<void> {
+    return this.phase.kind === 'full' ? this.phase.commands.drain() : Promise.resolve();
   }
 
   allocateTtt(): number {
@@ -130,8 +143,8 @@ export class Connection {
     if (this.closed) return;
     header.writeUInt32BE(this.statSN, 24);
     if (advanceStatSN) this.statSN = snAdd(this.statSN, 1);
-    const s = this.session;
-    if (s !== null) {
+    if (this.phase.kind === 'full') {
+      const s = this.phase.session;
       header.writeUInt32BE(s.expCmdSN, 28);
       header.writeUInt32BE(s.maxCmdSN, 32);
     }
@@ -179,7 +192,7 @@ export class Connection {
     if (this.closed) return;
     this.closed = true;
     this.framer.stop();
-    if (this.loginTimer !== null) clearTimeout(this.loginTimer);
+    if (this.phase.kind === 'login') clearTimeout(this.phase.timer);
     if (this.pingTimer !== null) clearTimeout(this.pingTimer);
     this.ctx.connectionClosed(this);
   }
@@ -199,21 +212,21 @@ export class Connection {
         // §7.8: the payload is discarded and rejected; the (digest-checked) header still counts,
         // so a command keeps its CmdSN and ends with CHECK CONDITION instead of stalling the window.
         this.reject(RejectReason.DataDigestError, err.bhs, err.message);
-        if (this.login !== null) return;
+        if (this.phase.kind !== 'full') return;
         const pdu = new Pdu(err.bhs, null, Buffer.alloc(0));
         pdu.dataDigestFailed = true;
-        if (pdu.opcode === Opcode.ScsiCommand) this.onFullFeaturePdu(pdu);
-        else if (pdu.opcode === Opcode.DataOut) this.commands.failTransfer(err.bhs, 'data-digest');
+        if (pdu.opcode === Opcode.ScsiCommand) this.onFullFeaturePdu(this.phase, pdu);
+        else if (pdu.opcode === Opcode.DataOut) this.phase.commands.failTransfer(err.bhs, 'data-digest');
         return;
       }
       case 'oversize':
-        if (this.login !== null) {
+        if (this.phase.kind !== 'full') {
           this.log.warn({ why: err.message }, 'oversized PDU during login; dropping connection');
           this.destroy('oversized login PDU');
           return;
         }
         this.reject(RejectReason.ProtocolError, err.bhs, err.message);
-        this.commands.failTransfer(err.bhs, 'oversize');
+        this.phase.commands.failTransfer(err.bhs, 'oversize');
         return;
     }
   }
@@ -221,11 +234,8 @@ export class Connection {
   private onPdu(pdu: Pdu): void {
     if (this.closed) return;
     try {
-      if (this.login !== null) {
-        this.onLoginPdu(pdu);
-        return;
-      }
-      this.onFullFeaturePdu(pdu);
+      if (this.phase.kind === 'login') this.onLoginPdu(this.phase, pdu);
+      else this.onFullFeaturePdu(this.phase, pdu);
     } catch (err) {
       // A bug must cost one connection, not the server.
       this.log.error({ err }, 'internal error handling PDU; dropping connection');
@@ -235,10 +245,10 @@ export class Connection {
 
   // ── Login phase ──────────────────────────────────────────────────────────────────────
 
-  private onLoginPdu(pdu: Pdu): void {
-    if (this.loginQueue !== null) {
+  private onLoginPdu(phase: LoginPhase, pdu: Pdu): void {
+    if (phase.queue !== null) {
       // A login step is still completing (session reinstatement waits for old tasks).
-      this.loginQueue.push(pdu);
+      phase.queue.push(pdu);
       return;
     }
     if (!this.statSNStarted) {
@@ -246,14 +256,14 @@ export class Connection {
       this.statSN = pdu.expStatSN;
       this.statSNStarted = true;
     }
-    this.loginQueue = [];
-    void this.login!.handle(pdu).then((reply) => {
+    phase.queue = [];
+    void phase.handler.handle(pdu).then((reply) => {
       if (this.closed) return;
       reply.header.writeUInt32BE(reply.expCmdSN, 28);
       reply.header.writeUInt32BE(reply.maxCmdSN, 32);
       const done = reply.done;
-      const queued = this.loginQueue ?? [];
-      this.loginQueue = null;
+      const queued = phase.queue ?? [];
+      phase.queue = null;
       if (done === undefined) {
         this.send(reply.header, reply.data, true);
         for (const p of queued) this.onPdu(p);
@@ -263,7 +273,7 @@ export class Connection {
         this.send(reply.header, reply.data, true);
         const [cls, detail] = done.failure.status;
         this.log.warn(
-          { ...this.login!.who, status: `0x${((cls << 8) | detail).toString(16).padStart(4, '0')}`, why: done.failure.message },
+          { ...phase.handler.who, status: `0x${((cls << 8) | detail).toString(16).padStart(4, '0')}`, why: done.failure.message },
           'login refused',
         );
         this.close('login refused');
@@ -271,33 +281,43 @@ export class Connection {
       }
       // Digests start with the first PDU after the final Login Response (§13.1).
       this.send(reply.header, reply.data, true);
-      this.enterFullFeature();
+      this.enterFullFeature(phase, done.session);
       for (const p of queued) this.onPdu(p);
     });
   }
 
-  private enterFullFeature(): void {
-    const session = this.session!;
+  private enterFullFeature(login: LoginPhase, session: Session): void {
     const p = session.params;
-    this.login = null;
-    if (this.loginTimer !== null) clearTimeout(this.loginTimer);
-    this.loginTimer = null;
+    clearTimeout(login.timer);
+    const port: SessionPort = {
+      session,
+      log: this.log.child({ initiator: session.initiatorName, target: session.target?.iqn ?? 'discovery', isid: session.isid, tsih: session.tsih }),
+      bufferPool: this.ctx.bufferPool,
+      dataBudget: this.ctx.dataBudget,
+      get closed() { return conn.closed; },
+      send: (header, data, advanceStatSN, onWritten) => this.send(header, data, advanceStatSN, onWritten),
+      reject: (reason, offending, why) => this.reject(reason, offending, why),
+      allocateTtt: () => this.allocateTtt(),
+    };
+    const conn = this;
+    const directory = { visibleTargets: () => this.ctx.visibleTargets(session.initiatorName), targetAddresses: () => this.ctx.targetAddresses(this) };
+    this.phase = { kind: 'full', session, port, commands: new CommandPath(port), text: new TextExchange(port, directory), ahead: new Map(), loggingOut: false };
     this.framer.headerDigest = p.headerDigest;
     this.framer.dataDigest = p.dataDigest;
     this.framer.maxDataSegmentLength = p.targetMaxRecvDataSegmentLength;
     this.writer.headerDigest = p.headerDigest;
     this.writer.dataDigest = p.dataDigest;
-    this.ctx.loginCompleted(this);
+    this.ctx.loginCompleted(this, session);
     this.schedulePing();
   }
 
   // ── Full feature phase ───────────────────────────────────────────────────────────────
 
-  private onFullFeaturePdu(pdu: Pdu): void {
-    const session = this.session!;
+  private onFullFeaturePdu(phase: FullFeaturePhase, pdu: Pdu): void {
+    const session = phase.session;
     switch (pdu.opcode) {
       case Opcode.DataOut:
-        this.commands.onDataOut(pdu);
+        phase.commands.onDataOut(pdu);
         return;
       case Opcode.ScsiCommand:
       case Opcode.NopOut:
@@ -316,23 +336,23 @@ export class Connection {
         this.reject(RejectReason.CommandNotSupported, pdu.bhs, `opcode 0x${pdu.opcode.toString(16)}`);
         return;
     }
-    if (this.loggingOut) {
+    if (phase.loggingOut) {
       this.reject(RejectReason.WaitingForLogout, pdu.bhs, 'logout in progress');
       return;
     }
     // §4.2.2.1: immediate PDUs are delivered at once; others in CmdSN order, within the window.
     if (pdu.immediate) {
-      this.dispatch(pdu);
+      this.dispatch(phase, pdu);
       return;
     }
     switch (session.classifyCmdSN(pdu.cmdSN)) {
       case 'now':
         session.advanceCmdSN(pdu.opcode === Opcode.ScsiCommand);
-        this.dispatch(pdu);
-        this.drainAhead();
+        this.dispatch(phase, pdu);
+        this.drainAhead(phase);
         return;
       case 'ahead':
-        if (!this.ahead.has(pdu.cmdSN)) this.ahead.set(pdu.cmdSN, pdu);
+        if (!phase.ahead.has(pdu.cmdSN)) phase.ahead.set(pdu.cmdSN, pdu);
         return;
       case 'outside':
         // Silently ignored (§4.2.2.1), but worth a debug line.
@@ -341,33 +361,35 @@ export class Connection {
     }
   }
 
-  private drainAhead(): void {
-    const session = this.session!;
-    while (this.ahead.size > 0) {
-      const next = this.ahead.get(session.expCmdSN);
+  private drainAhead(phase: FullFeaturePhase): void {
+    const session = phase.session;
+    while (phase.ahead.size > 0) {
+      const next = phase.ahead.get(session.expCmdSN);
       if (next === undefined) return;
-      this.ahead.delete(session.expCmdSN);
+      phase.ahead.delete(session.expCmdSN);
       session.advanceCmdSN(next.opcode === Opcode.ScsiCommand);
-      this.dispatch(next);
+      this.dispatch(phase, next);
     }
   }
 
-  private dispatch(pdu: Pdu): void {
+  private dispatch(phase: FullFeaturePhase, pdu: Pdu): void {
     switch (pdu.opcode) {
       case Opcode.ScsiCommand:
-        this.commands.onCommand(pdu);
+        phase.commands.onCommand(pdu);
         return;
       case Opcode.NopOut:
         this.onNopOut(pdu);
         return;
-      case Opcode.TaskMgmtRequest:
-        void handleTaskManagement(this, this.ctx, pdu);
+      case Opcode.TaskMgmtRequest: {
+        const target = phase.session.target;
+        void handleTaskManagement(phase.port, pdu, () => { if (target !== null) this.ctx.closeSessionsOf(target, 'target cold reset'); });
         return;
+      }
       case Opcode.TextRequest:
-        this.text.onTextRequest(pdu);
+        phase.text.onTextRequest(pdu);
         return;
       case Opcode.LogoutRequest:
-        void this.onLogout(pdu);
+        void this.onLogout(phase, pdu);
         return;
     }
   }
@@ -415,8 +437,8 @@ export class Connection {
   }
 
   /** §11.14 / §11.15: close the session or this connection once its tasks have finished. */
-  private async onLogout(pdu: Pdu): Promise<void> {
-    const session = this.session!;
+  private async onLogout(phase: FullFeaturePhase, pdu: Pdu): Promise<void> {
+    const session = phase.session;
     const reason = pdu.logoutReason;
     let response = 0;
     if (reason === 2) response = 2; // connection recovery needs ERL 2
@@ -426,29 +448,22 @@ export class Connection {
       return;
     }
     if (response === 0) {
-      this.loggingOut = true;
-      await this.commands.drain();
+      phase.loggingOut = true;
+      await phase.commands.drain();
     }
     const p = session.params;
     this.send(logoutResponseHeader(pdu.itt, response, p.defaultTime2Wait, p.defaultTime2Retain), undefined, true);
     if (response === 0) {
-      this.log.info({ ...this.identity(), reason: reason === 0 ? 'close session' : 'close connection' }, 'logout');
+      phase.port.log.info({ reason: reason === 0 ? 'close session' : 'close connection' }, 'logout');
       this.ctx.logoutCompleted(this);
       this.close('logout');
     }
   }
 
-  visibleTargets(): ReturnType<ServerContext['visibleTargets']> {
-    return this.ctx.visibleTargets(this.session!.initiatorName);
-  }
-
-  targetAddresses(): string[] {
-    return this.ctx.targetAddresses(this);
-  }
-
   identity(): Record<string, unknown> {
-    const s = this.session;
-    if (s === null) return { ...this.login?.who };
+    const phase = this.phase;
+    if (phase.kind === 'login') return { ...phase.handler.who };
+    const s = phase.session;
     return { initiator: s.initiatorName, target: s.target?.iqn ?? 'discovery', isid: s.isid, tsih: s.tsih };
   }
 }

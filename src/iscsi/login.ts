@@ -8,7 +8,7 @@ import { loginResponseHeader } from '../pdu/target-pdus.js';
 import { decodeText, encodeText, TextFormatError, type TextPairs } from '../pdu/text.js';
 import { LoginFailure, LoginStatus } from './login-status.js';
 import { Negotiator, NegotiationError, SECURITY_KEYS, type SessionParams } from './negotiation.js';
-import type { SessionType } from './session.js';
+import type { Session, SessionType } from './session.js';
 import type { TargetNode } from './target-node.js';
 
 /** Login stages (CSG/NSG), RFC 7143 §11.12.3. */
@@ -44,8 +44,8 @@ export interface LoginContext {
   /** Source address of the connection (authentication back-off). */
   readonly remoteAddress?: string;
   findTarget(iqn: string): TargetNode | undefined;
-  /** Create (or reinstate) the session; resolves its TSIH. May throw LoginFailure. */
-  establish(outcome: LoginOutcome): Promise<number>;
+  /** Create (or reinstate) the session. May throw LoginFailure. */
+  establish(outcome: LoginOutcome): Promise<Session>;
   /** For a login naming a TSIH: throws LoginFailure unless that session may take this connection. */
   checkExistingSession(tsih: number, cid: number, initiatorName: string, isid: string, target: TargetNode | null): void;
 }
@@ -57,7 +57,7 @@ export interface LoginReply {
   expCmdSN: number;
   maxCmdSN: number;
   /** Set when the reply ends the login phase. */
-  done?: { ok: true; outcome: LoginOutcome } | { ok: false; failure: LoginFailure };
+  done?: { ok: true; outcome: LoginOutcome; session: Session } | { ok: false; failure: LoginFailure };
 }
 
 /**
@@ -209,9 +209,9 @@ export class LoginHandler {
     };
     const alias = this.negotiator.declared.get('InitiatorAlias');
     if (alias !== undefined) outcome.initiatorAlias = alias;
-    const tsih = await this.ctx.establish(outcome);
-    const reply = this.reply(pdu, true, csg, nsg, answer, tsih);
-    reply.done = { ok: true, outcome };
+    const session = await this.ctx.establish(outcome);
+    const reply = this.reply(pdu, true, csg, nsg, answer, session.tsih);
+    reply.done = { ok: true, outcome, session };
     return reply;
   }
 

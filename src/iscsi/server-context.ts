@@ -20,16 +20,15 @@ export interface ServerContext {
   findTarget(iqn: string): TargetNode | undefined;
   /** Targets the initiator may log into, in configuration order (SendTargets filtering). */
   visibleTargets(initiatorName: string): TargetNode[];
-  /** Create or reinstate the session for a completed login; resolves the TSIH. */
-  establish(conn: Connection, outcome: LoginOutcome): Promise<number>;
+  /** Create or reinstate the session for a completed login. */
+  establish(conn: Connection, outcome: LoginOutcome): Promise<Session>;
   checkExistingSession(tsih: number, cid: number, initiatorName: string, isid: string, target: TargetNode | null): void;
-  loginCompleted(conn: Connection): void;
+  loginCompleted(conn: Connection, session: Session): void;
   logoutCompleted(conn: Connection): void;
   connectionClosed(conn: Connection): void;
   cidOf(conn: Connection): number;
-  /** Every live session on a target (task management across I_T nexuses). */
-  sessionsOf(target: TargetNode): Session[];
-  connectionOf(session: Session): Connection | undefined;
+  /** Drop the connection of every session on a target (TARGET COLD RESET, RFC 7143 §11.5.1). */
+  closeSessionsOf(target: TargetNode, reason: string): void;
   /** SendTargets: TargetAddress values for a target as seen from this connection. */
   targetAddresses(conn: Connection): string[];
 }

@@ -4,7 +4,6 @@ import type { EffectiveConfig, IscsiSettings, PortalConfig, TargetDefinition } f
 import { FileBackend } from '../backend/file-backend.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
 import { ScsiDevice } from '../scsi/scsi-device.js';
-import type { ItNexus } from '../scsi/nexus.js';
 import { Connection } from './connection.js';
 import { DataBudget } from './data-budget.js';
 import { BufferPool } from '../pdu/buffer-pool.js';
@@ -21,8 +20,6 @@ import { TargetNode } from './target-node.js';
  * room for a full window of large reads in flight without pausing on every Data-In burst.
  */
 const SOCKET_HIGH_WATER_MARK = 8 * 1024 * 1024;
-
-const PERSISTENT_RESERVE_OUT = 0x5f;
 
 /** Default for iscsi.maxDataInFlight: command data all connections may hold at once. */
 const DATA_BUDGET_BYTES = 64 * 1024 * 1024;
@@ -41,6 +38,8 @@ export class IscsiServer implements ServerContext {
   private readonly connections = new Set<Connection>();
   private readonly sessions = new SessionRegistry();
   private readonly sessionConnection = new Map<Session, Connection>();
+  /** The session each connection carries, from the moment the login establishes it. */
+  private readonly connectionSession = new Map<Connection, Session>();
   private readonly connectionCid = new Map<Connection, number>();
   private loggingIn = 0;
   readonly dataBudget: DataBudget;
@@ -107,7 +106,6 @@ export class IscsiServer implements ServerContext {
     }
     const device = new ScsiDevice(units);
     const node = new TargetNode(def, device);
-    device.taskAborter = (lun, nexuses) => this.abortNexusTasks(node, lun, nexuses);
     try {
       await device.opened();
     } catch (err) {
@@ -115,22 +113,6 @@ export class IscsiServer implements ServerContext {
       this.log.error({ err, target: def.iqn }, 'persisted reservation state unusable');
     }
     return node;
-  }
-
-  /**
-   * PERSISTENT RESERVE OUT / PREEMPT AND ABORT (SPC-4, preempting and aborting): the preempted I_T nexuses'
-   * tasks on the LU end (TASK ABORTED, TAS=1); the PR OUT commands themselves are not waited for.
-   */
-  private async abortNexusTasks(target: TargetNode, lun: number, nexuses: readonly ItNexus[]): Promise<void> {
-    const ids = new Set(nexuses.map((n) => n.id));
-    const aborts: Promise<void>[] = [];
-    for (const s of this.sessionsOf(target)) {
-      if (!ids.has(s.nexus.id)) continue;
-      const conn = this.sessionConnection.get(s);
-      if (conn === undefined) continue;
-      aborts.push(conn.commands.abort([...s.tasks.values()].filter((t) => t.lun === lun && t.cdb[0] !== PERSISTENT_RESERVE_OUT), true));
-    }
-    await Promise.all(aborts);
   }
 
   private listen(portal: PortalConfig): Promise<net.Server> {
@@ -193,7 +175,7 @@ export class IscsiServer implements ServerContext {
     return [...this.targets.values()].filter((t) => t.aclEntry(initiatorName) !== undefined);
   }
 
-  async establish(conn: Connection, outcome: LoginOutcome): Promise<number> {
+  async establish(conn: Connection, outcome: LoginOutcome): Promise<Session> {
     if (this.stopping) throw new LoginFailure(LoginStatus.ServiceUnavailable, 'server is shutting down');
     if (outcome.requestedTsih !== 0) {
       this.checkExistingSession(outcome.requestedTsih, outcome.cid, outcome.initiatorName, outcome.isid, outcome.target);
@@ -214,9 +196,9 @@ export class IscsiServer implements ServerContext {
     );
     this.sessions.add(session);
     this.sessionConnection.set(session, conn);
+    this.connectionSession.set(conn, session);
     this.connectionCid.set(conn, outcome.cid);
-    conn.session = session;
-    return tsih;
+    return session;
   }
 
   private async endSession(session: Session, reason: string): Promise<void> {
@@ -228,14 +210,15 @@ export class IscsiServer implements ServerContext {
   }
 
   /**
-   * Forget a session now; resolves once its remaining tasks have left the SCSI layer and the LUs
-   * have seen the I_T nexus loss (SAM-5: SPC-2 reservations held through it end).
+   * Forget a session now; resolves once the device has ended its tasks and seen the I_T nexus
+   * loss (SAM-5 §6.3.4: SPC-2 reservations held through it end).
    */
-  private retire(session: Session, conn: Connection): Promise<void> {
+  private async retire(session: Session, conn: Connection): Promise<void> {
     session.closed = true;
     this.sessions.remove(session);
     this.sessionConnection.delete(session);
-    return conn.commands.abort([...session.tasks.values()], false).then(() => session.target?.device.nexusLost(session.nexus));
+    this.connectionSession.delete(conn);
+    await session.target?.device.nexusLost(session.nexus);
   }
 
   /**
@@ -254,9 +237,8 @@ export class IscsiServer implements ServerContext {
     }
   }
 
-  loginCompleted(conn: Connection): void {
+  loginCompleted(conn: Connection, s: Session): void {
     this.loginEnded(conn);
-    const s = conn.session!;
     const p = s.params;
     this.log.info({
       conn: conn.id, initiator: s.initiatorName, target: s.target?.iqn ?? null, sessionType: s.type, isid: s.isid, tsih: s.tsih,
@@ -266,16 +248,16 @@ export class IscsiServer implements ServerContext {
   }
 
   logoutCompleted(conn: Connection): void {
-    const s = conn.session;
-    if (s !== null && this.sessionConnection.get(s) === conn) void this.retire(s, conn);
+    const s = this.connectionSession.get(conn);
+    if (s !== undefined && this.sessionConnection.get(s) === conn) void this.retire(s, conn);
   }
 
   connectionClosed(conn: Connection): void {
     if (!this.connections.delete(conn)) return;
     if (conn.inLogin) this.loginEnded(conn);
     this.connectionCid.delete(conn);
-    const s = conn.session;
-    if (s !== null && this.sessionConnection.get(s) === conn) {
+    const s = this.connectionSession.get(conn);
+    if (s !== undefined && this.sessionConnection.get(s) === conn) {
       // ERL 0 with one connection per session: losing the connection ends the session (RFC 7143 §7, session recovery).
       this.log.info({ conn: conn.id, initiator: s.initiatorName, tsih: s.tsih }, 'connection lost; session ended');
       void this.retire(s, conn);
@@ -286,12 +268,10 @@ export class IscsiServer implements ServerContext {
     return this.connectionCid.get(conn) ?? 0;
   }
 
-  sessionsOf(target: TargetNode): Session[] {
-    return [...this.sessions.all()].filter((s) => s.target === target);
-  }
-
-  connectionOf(session: Session): Connection | undefined {
-    return this.sessionConnection.get(session);
+  closeSessionsOf(target: TargetNode, reason: string): void {
+    for (const s of [...this.sessions.all()]) {
+      if (s.target === target) this.sessionConnection.get(s)?.close(reason);
+    }
   }
 
   /**
@@ -366,7 +346,7 @@ export class IscsiServer implements ServerContext {
     this.listeners.length = 0;
     for (const c of [...this.connections]) if (c.inLogin) c.destroy('server stopping');
     const conns = [...this.connections];
-    const drained = Promise.all(conns.map((c) => c.commands.drain()));
+    const drained = Promise.all(conns.map((c) => c.drain()));
     const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
     if ((await Promise.race([drained, timeout])) === 'timeout') this.log.warn('in-flight commands still running at shutdown; closing anyway');
     for (const c of conns) c.destroy('server stopping');

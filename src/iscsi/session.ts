@@ -3,7 +3,7 @@ import { encodeIscsiTransportId } from '../scsi/transport-id.js';
 import type { SessionParams } from './negotiation.js';
 import { snAdd, snDiff } from './serial.js';
 import type { TargetNode } from './target-node.js';
-import type { ScsiTask } from './scsi-task.js';
+import type { IscsiTask } from './iscsi-task.js';
 
 export type SessionType = 'Discovery' | 'Normal';
 
@@ -17,7 +17,8 @@ export class Session {
   expCmdSN: number;
   /** Non-immediate commands received and not yet answered: they hold window credit. */
   private outstanding = 0;
-  readonly tasks = new Map<number, ScsiTask>();
+  /** Tasks in flight by Initiator Task Tag. */
+  readonly tasks = new Map<number, IscsiTask>();
   readonly nexus: ItNexus;
   closed = false;
 

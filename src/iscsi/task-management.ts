@@ -1,11 +1,10 @@
 import type { Pdu } from '../pdu/pdu.js';
 import { tmfResponseHeader } from '../pdu/target-pdus.js';
 import { decodeLun } from '../scsi/lun-address.js';
-import type { Connection } from './connection.js';
-import type { ScsiTask } from './scsi-task.js';
+import type { TmfOutcome } from '../scsi/scsi-device.js';
 import { TaskManagementFunction as TmfFunction } from '../scsi/types.js';
-import type { ServerContext } from './server-context.js';
 import { snDiff } from './serial.js';
+import type { SessionPort } from './session-port.js';
 
 /** TMF Response codes, RFC 7143 §11.6.1. */
 const enum TmfResponse {
@@ -19,25 +18,33 @@ const enum TmfResponse {
   Rejected = 255,
 }
 
+const RESPONSE_OF: Record<TmfOutcome, TmfResponse> = {
+  complete: TmfResponse.Complete,
+  'no-such-lun': TmfResponse.LunDoesNotExist,
+  'not-authorized': TmfResponse.AuthorizationFailed,
+};
+
 /** iSCSI's function 8 (RFC 7143 §11.5.1); 1–7 are SAM-5's, numbered alike. */
 const TASK_REASSIGN = 8;
 
 /**
- * Task management (RFC 7143 §11.5, SAM-5 §7). The response is sent only after every affected
- * task has left the SCSI layer, so an aborted write can no longer reach the medium afterwards.
- * Tasks of other I_T nexuses end with TASK ABORTED status (the control mode page reports TAS=1).
+ * Task Management Function Request (RFC 7143 §11.5): the device performs the function on its
+ * task set (SAM-5 §7); this maps the Referenced Task Tag to a task and sends the response only
+ * once the device reports the affected tasks gone, so an aborted write can no longer reach the
+ * medium afterwards. `dropTargetConnections` ends every session of the target (cold reset).
  */
-export async function handleTaskManagement(conn: Connection, ctx: ServerContext, pdu: Pdu): Promise<void> {
-  const session = conn.session!;
-  const respond = (code: TmfResponse): void => conn.send(tmfResponseHeader(pdu.itt, code), undefined, true);
-  const target = session.target;
-  if (target === null) {
+export async function handleTaskManagement(port: SessionPort, pdu: Pdu, dropTargetConnections: () => void): Promise<void> {
+  const session = port.session;
+  const respond = (code: TmfResponse): void => port.send(tmfResponseHeader(pdu.itt, code), undefined, true);
+  const device = session.target?.device;
+  if (device === undefined) {
     respond(TmfResponse.AuthorizationFailed);
     return;
   }
   const fn: number = pdu.tmfFunction;
   const lun = decodeLun(pdu.bhs, 8);
-  const log = conn.log;
+  const nexus = session.nexus;
+  let outcome: TmfOutcome;
   switch (fn) {
     case TmfFunction.AbortTask: {
       const task = session.tasks.get(pdu.referencedTaskTag);
@@ -47,51 +54,28 @@ export async function handleTaskManagement(conn: Connection, ctx: ServerContext,
         respond(notYetReceived ? TmfResponse.Complete : TmfResponse.TaskDoesNotExist);
         return;
       }
-      await conn.commands.abort([task], false);
-      respond(TmfResponse.Complete);
-      return;
+      outcome = await device.abortTask(nexus, task.scsi);
+      break;
     }
     case TmfFunction.AbortTaskSet:
-    case TmfFunction.ClearTaskSet: {
-      if (!target.device.hasLun(lun)) {
-        respond(TmfResponse.LunDoesNotExist);
-        return;
-      }
-      const own = [...session.tasks.values()].filter((t) => t.lun === lun);
-      const aborts = [conn.commands.abort(own, false)];
-      if (fn === TmfFunction.ClearTaskSet) {
-        // SAM-5 CLEAR TASK SET acts on the tasks of every I_T nexus for the LU.
-        aborts.push(...abortOthers(ctx, conn, (t) => t.lun === lun));
-        target.device.clearTaskSet(lun, session.nexus);
-      }
-      await Promise.all(aborts);
-      respond(TmfResponse.Complete);
-      return;
-    }
-    case TmfFunction.LogicalUnitReset: {
-      if (!target.device.hasLun(lun)) {
-        respond(TmfResponse.LunDoesNotExist);
-        return;
-      }
-      const own = [...session.tasks.values()].filter((t) => t.lun === lun);
-      await Promise.all([conn.commands.abort(own, false), ...abortOthers(ctx, conn, (t) => t.lun === lun)]);
-      target.device.resetLogicalUnit(lun);
-      log.info({ ...conn.identity(), lun }, 'logical unit reset');
-      respond(TmfResponse.Complete);
-      return;
-    }
+      outcome = await device.abortTaskSet(nexus, lun);
+      break;
+    case TmfFunction.ClearTaskSet:
+      outcome = await device.clearTaskSet(nexus, lun);
+      break;
+    case TmfFunction.LogicalUnitReset:
+      outcome = await device.resetLogicalUnit(nexus, lun);
+      if (outcome === 'complete') port.log.info({ lun }, 'logical unit reset');
+      break;
     case TmfFunction.TargetWarmReset:
     case TmfFunction.TargetColdReset: {
-      const own = [...session.tasks.values()];
-      await Promise.all([conn.commands.abort(own, false), ...abortOthers(ctx, conn, () => true)]);
       const cold = fn === TmfFunction.TargetColdReset;
-      target.device.resetTarget(cold);
-      log.info({ ...conn.identity(), cold }, 'target reset');
+      outcome = await device.resetTarget(nexus);
+      if (outcome !== 'complete') break;
+      port.log.info({ cold }, 'target reset');
       respond(TmfResponse.Complete);
-      if (cold) {
-        // §11.5.1: after a cold reset the target drops all connections of all its sessions.
-        for (const s of ctx.sessionsOf(target)) ctx.connectionOf(s)?.close('target cold reset');
-      }
+      // §11.5.1: after a cold reset the target drops all connections of all its sessions.
+      if (cold) dropTargetConnections();
       return;
     }
     case TASK_REASSIGN:
@@ -102,16 +86,6 @@ export async function handleTaskManagement(conn: Connection, ctx: ServerContext,
       respond(TmfResponse.NotSupported);
       return;
   }
-}
-
-function abortOthers(ctx: ServerContext, conn: Connection, match: (t: ScsiTask) => boolean): Promise<void>[] {
-  const session = conn.session!;
-  const out: Promise<void>[] = [];
-  for (const other of ctx.sessionsOf(session.target!)) {
-    if (other === session) continue;
-    const otherConn = ctx.connectionOf(other);
-    if (otherConn === undefined) continue;
-    out.push(otherConn.commands.abort([...other.tasks.values()].filter(match), true));
-  }
-  return out;
+  if (outcome === 'not-authorized') port.log.warn({ function: fn, lun }, 'task management refused: read-only initiator');
+  respond(RESPONSE_OF[outcome]);
 }

@@ -2,7 +2,16 @@ import { RejectReason, RESERVED_TAG } from '../pdu/opcodes.js';
 import type { Pdu } from '../pdu/pdu.js';
 import { textResponseHeader } from '../pdu/target-pdus.js';
 import { decodeText, encodeText, TextFormatError, type TextPairs } from '../pdu/text.js';
-import type { Connection } from './connection.js';
+import type { SessionPort } from './session-port.js';
+import type { TargetNode } from './target-node.js';
+
+/** What SendTargets may reveal to this session's initiator. */
+export interface TargetDirectory {
+  /** Targets the initiator may log into, in configuration order. */
+  visibleTargets(): TargetNode[];
+  /** TargetAddress values as seen from this connection (RFC 7143 §13.8). */
+  targetAddresses(): string[];
+}
 
 /**
  * Text Request/Response in full feature phase (RFC 7143 §11.10–11.11): SendTargets
@@ -14,15 +23,18 @@ export class TextExchange {
   private requestParts: Buffer[] = [];
   private pending: { itt: number; ttt: number; rest: Buffer } | null = null;
 
-  constructor(private readonly conn: Connection) {}
+  constructor(
+    private readonly port: SessionPort,
+    private readonly directory: TargetDirectory,
+  ) {}
 
   onTextRequest(pdu: Pdu): void {
-    const conn = this.conn;
+    const port = this.port;
     const ttt = pdu.targetTransferTag;
     if (ttt !== RESERVED_TAG) {
       // Continuation of a long response we started.
       if (this.pending === null || this.pending.ttt !== ttt || this.pending.itt !== pdu.itt) {
-        conn.reject(RejectReason.InvalidPduField, pdu.bhs, 'Text Request with unknown Target Transfer Tag');
+        port.reject(RejectReason.InvalidPduField, pdu.bhs, 'Text Request with unknown Target Transfer Tag');
         return;
       }
       const { rest } = this.pending;
@@ -33,7 +45,7 @@ export class TextExchange {
     this.pending = null; // a new request abandons any unfinished response (§11.10.4)
     this.requestParts.push(pdu.data);
     if (pdu.textContinue) {
-      conn.send(textResponseHeader(pdu.itt, conn.allocateTtt(), false, false, pdu.lunField), undefined, true);
+      port.send(textResponseHeader(pdu.itt, port.allocateTtt(), false, false, pdu.lunField), undefined, true);
       return;
     }
     const text = Buffer.concat(this.requestParts);
@@ -42,7 +54,7 @@ export class TextExchange {
     try {
       pairs = decodeText(text);
     } catch (err) {
-      conn.reject(RejectReason.ProtocolError, pdu.bhs, err instanceof TextFormatError ? err.message : String(err));
+      port.reject(RejectReason.ProtocolError, pdu.bhs, err instanceof TextFormatError ? err.message : String(err));
       return;
     }
     const answer: TextPairs = [];
@@ -54,22 +66,22 @@ export class TextExchange {
   }
 
   private sendPart(pdu: Pdu, payload: Buffer): void {
-    const conn = this.conn;
-    const max = conn.session!.params.initiatorMaxRecvDataSegmentLength;
+    const port = this.port;
+    const max = port.session.params.initiatorMaxRecvDataSegmentLength;
     if (payload.length <= max) {
-      conn.send(textResponseHeader(pdu.itt, RESERVED_TAG, true, false, pdu.lunField), payload, true);
+      port.send(textResponseHeader(pdu.itt, RESERVED_TAG, true, false, pdu.lunField), payload, true);
       return;
     }
-    const ttt = conn.allocateTtt();
+    const ttt = port.allocateTtt();
     this.pending = { itt: pdu.itt, ttt, rest: payload.subarray(max) };
-    conn.send(textResponseHeader(pdu.itt, ttt, false, true, pdu.lunField), payload.subarray(0, max), true);
+    port.send(textResponseHeader(pdu.itt, ttt, false, true, pdu.lunField), payload.subarray(0, max), true);
   }
 
   /** RFC 7143 Appendix C: "All" in discovery sessions, a target name, or empty (this session's target). */
   private sendTargets(value: string): TextPairs {
-    const conn = this.conn;
-    const session = conn.session!;
-    const visible = conn.visibleTargets();
+    const port = this.port;
+    const session = port.session;
+    const visible = this.directory.visibleTargets();
     let chosen;
     if (value === 'All') {
       if (session.type !== 'Discovery') return [['SendTargets', 'Reject']];
@@ -79,7 +91,7 @@ export class TextExchange {
     } else {
       chosen = visible.filter((t) => t.iqn === value.toLowerCase()); // names compare lower-cased (RFC 7143 §4.2.7.1)
     }
-    const addresses = conn.targetAddresses();
+    const addresses = this.directory.targetAddresses();
     const out: TextPairs = [];
     for (const t of chosen) {
       out.push(['TargetName', t.iqn]);

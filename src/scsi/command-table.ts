@@ -8,10 +8,9 @@ export interface DeviceContext {
   lunNumbers(): readonly number[];
   /**
    * Abort every task of the given I_T nexuses on `lun` (PERSISTENT RESERVE OUT / PREEMPT AND
-   * ABORT, SPC-4 §5.13.11.4.4). Resolves once they have left the SCSI layer. Absent when the
-   * transport did not provide it.
+   * ABORT, SPC-4 §5.13.11.4.4) on behalf of `issuer`. Resolves once they have left the SCSI layer.
    */
-  abortTasksOf?(lun: number, nexuses: readonly ItNexus[]): Promise<void>;
+  abortTasksOf?(lun: number, nexuses: readonly ItNexus[], issuer: ItNexus): Promise<void>;
   /**
    * The logical unit of this target device a VPD 83h designator names (EXTENDED COPY's
    * identification CSCD descriptors): code set, association and designator type byte

@@ -542,7 +542,7 @@ export class Reservations {
     const removedNexuses = this.nexusesOf(removed.filter((r) => r !== me), req.nexus);
     const r = await this.commit(next, uas, req.nexus);
     if (abort && r.status === 0 && removedNexuses.length !== 0 && dev.abortTasksOf !== undefined) {
-      await dev.abortTasksOf(this.host.lun, removedNexuses);
+      await dev.abortTasksOf(this.host.lun, removedNexuses, req.nexus);
     }
     return r;
   }

@@ -4,7 +4,20 @@ import type { LogicalUnit } from './logical-unit.js';
 import { Asc, internalTargetFailure, logicalUnitNotSupported } from './sense.js';
 import { inquiryNoLun, reportLuns, requestSenseNoLun } from './spc.js';
 import type { ItNexus } from './nexus.js';
+import { Task, TaskSet, type AbortListener } from './task-set.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
+
+/** What the transport hands over with a task when it runs: the data parts of a ScsiRequest. */
+export type TaskPayload = Omit<ScsiRequest, 'nexus' | 'lun' | 'cdb'>;
+
+/**
+ * Outcome of a task management function (SAM-5 §7.1 service responses): done; the LUN has no
+ * logical unit; or refused because the issuing nexus is read-only and the function would abort
+ * other nexuses' tasks or reset shared state.
+ */
+export type TmfOutcome = 'complete' | 'no-such-lun' | 'not-authorized';
+
+const noAbortListener: AbortListener = () => {};
 
 const DEFAULT_VENDOR = { vendor: 'GLFS', product: 'glfs-target', revision: '0001' };
 
@@ -13,6 +26,8 @@ export class ScsiDevice implements DeviceContext {
   private readonly units = new Map<number, LogicalUnit>();
   private readonly luns: readonly number[];
   private readonly vendor: { vendor: string; product: string; revision: string };
+  /** Every task received and not yet completed, of every I_T nexus. */
+  readonly tasks = new TaskSet();
 
   constructor(units: LogicalUnit[]) {
     for (const u of units) {
@@ -24,15 +39,45 @@ export class ScsiDevice implements DeviceContext {
     this.vendor = first ? { vendor: first.vendor, product: first.product, revision: first.revision } : DEFAULT_VENDOR;
   }
 
-  /** Never rejects: every failure is a CHECK CONDITION response. */
-  execute(req: ScsiRequest): Promise<ScsiResponse> {
-    const lu = this.units.get(req.lun);
-    if (lu !== undefined) return lu.execute(req, this);
-    try {
-      return Promise.resolve(this.executeNoLun(req));
-    } catch {
-      return Promise.resolve(internalTargetFailure());
+  /**
+   * Enter a command into the task set as it arrives (SAM-5 "Send SCSI Command"), before its
+   * data has: task management sees it from now on. `onAbort` tells the transport when it is
+   * aborted. It leaves the task set when `run` completes, or by `discard`.
+   */
+  createTask(nexus: ItNexus, lun: number, cdb: Buffer, onAbort: AbortListener): Task {
+    const task = new Task(nexus, lun, cdb, onAbort);
+    this.tasks.add(task);
+    return task;
+  }
+
+  /** Run a pending task in the device server. Never rejects: every failure is a CHECK CONDITION. */
+  run(task: Task, payload: TaskPayload): Promise<ScsiResponse> {
+    task.state = 'running';
+    const req: ScsiRequest = { nexus: task.nexus, lun: task.lun, cdb: task.cdb, ...payload };
+    const lu = this.units.get(task.lun);
+    let response: Promise<ScsiResponse>;
+    if (lu !== undefined) response = lu.execute(req, this);
+    else {
+      try {
+        response = Promise.resolve(this.executeNoLun(req));
+      } catch {
+        response = Promise.resolve(internalTargetFailure());
+      }
     }
+    const done = response.finally(() => this.tasks.remove(task));
+    task.execution = done;
+    return done;
+  }
+
+  /** A pending task ends without running (its data transfer failed): it leaves the task set. */
+  discard(task: Task): void {
+    this.tasks.remove(task);
+  }
+
+  /** Create and run a task at once, for callers without a data phase or task management of their own. */
+  execute(req: ScsiRequest): Promise<ScsiResponse> {
+    const { nexus, lun, cdb, ...payload } = req;
+    return this.run(this.createTask(nexus, lun, cdb, noAbortListener), payload);
   }
 
   /**
@@ -93,38 +138,59 @@ export class ScsiDevice implements DeviceContext {
     return [...this.luns];
   }
 
+  // ── Task management (SAM-5 §7). Each resolves once the affected tasks have left the device server.
+
+  /** ABORT TASK (SAM-5 §7.2): that one task. */
+  async abortTask(issuer: ItNexus, task: Task): Promise<TmfOutcome> {
+    await this.tasks.abort([task], issuer);
+    return 'complete';
+  }
+
+  /** ABORT TASK SET (SAM-5 §7.3): the issuing nexus' tasks on the LU; nobody else is told. */
+  async abortTaskSet(issuer: ItNexus, lun: number): Promise<TmfOutcome> {
+    if (!this.units.has(lun)) return 'no-such-lun';
+    await this.tasks.abort(this.tasks.select((t) => t.lun === lun && t.nexus.id === issuer.id), issuer);
+    return 'complete';
+  }
+
   /**
-   * LOGICAL UNIT RESET (SAM-5 §7.7 / §6.3.3): every I_T nexus gets the unit attention
-   * BUS DEVICE RESET FUNCTION OCCURRED (29h/03h). Mode parameters (WCE) persist: they are the
-   * LU's configuration, not task state. Returns false if there is no such LU.
+   * CLEAR TASK SET (SAM-5 §7.5): every nexus' tasks on the LU; with TST = 000b in the Control
+   * mode page the other nexuses get COMMANDS CLEARED BY ANOTHER INITIATOR (2Fh/00h).
    */
-  resetLogicalUnit(lun: number): boolean {
+  async clearTaskSet(issuer: ItNexus, lun: number): Promise<TmfOutcome> {
     const lu = this.units.get(lun);
-    if (!lu) return false;
+    if (lu === undefined) return 'no-such-lun';
+    if (issuer.readOnly) return 'not-authorized';
+    lu.unitAttentions.establish(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, issuer);
+    await this.tasks.abort(this.tasks.select((t) => t.lun === lun), issuer);
+    return 'complete';
+  }
+
+  /**
+   * LOGICAL UNIT RESET (SAM-5 §7.7 / §6.3.3): every task on the LU ends, then every I_T nexus
+   * gets BUS DEVICE RESET FUNCTION OCCURRED (29h/03h). Mode parameters (WCE) persist: they are
+   * the LU's configuration, not task state.
+   */
+  async resetLogicalUnit(issuer: ItNexus, lun: number): Promise<TmfOutcome> {
+    const lu = this.units.get(lun);
+    if (lu === undefined) return 'no-such-lun';
+    if (issuer.readOnly) return 'not-authorized';
+    await this.tasks.abort(this.tasks.select((t) => t.lun === lun), issuer);
     lu.reset(Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED);
-    return true;
+    return 'complete';
   }
 
   /**
    * TARGET WARM RESET / TARGET COLD RESET. RFC 7143 §11.5.1 defines both as the SAM target reset,
-   * i.e. a hard reset (SAM-5 §6.3.2), whose unit attention is POWER ON, RESET, OR BUS DEVICE
-   * RESET OCCURRED (29h/00h). A cold reset additionally drops every connection (the transport's
-   * job); SAM-5 §6.3.1 allows 29h/00h for the power-on it resembles, so both use 29h/00h.
+   * i.e. a hard reset (SAM-5 §6.3.2): every task ends, and the unit attention is POWER ON,
+   * RESET, OR BUS DEVICE RESET OCCURRED (29h/00h). A cold reset additionally drops every
+   * connection (the transport's job); SAM-5 §6.3.1 allows 29h/00h for the power-on it resembles.
    */
-  resetTarget(_cold: boolean): void {
+  async resetTarget(issuer: ItNexus): Promise<TmfOutcome> {
+    if (issuer.readOnly) return 'not-authorized';
+    await this.tasks.abort(this.tasks.select(() => true), issuer);
     for (const lu of this.units.values()) lu.reset(Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET);
-  }
-
-  /**
-   * CLEAR TASK SET side effects (SAM-5 §7.5, with TST = 000b in the Control mode page): every other
-   * I_T nexus known to the LU gets COMMANDS CLEARED BY ANOTHER INITIATOR (2Fh/00h). The transport
-   * aborts the tasks themselves. Returns false if there is no such LU.
-   */
-  clearTaskSet(lun: number, issuer: ItNexus): boolean {
-    const lu = this.units.get(lun);
-    if (!lu) return false;
-    lu.unitAttentions.establish(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, issuer);
-    return true;
+    return 'complete';
   }
 
   /**
@@ -146,23 +212,24 @@ export class ScsiDevice implements DeviceContext {
 
   /**
    * I_T nexus loss (SAM-5 §6.3.4): the transport calls this when a session ends (logout,
-   * connection loss with ErrorRecoveryLevel 0, session reinstatement), after its tasks are gone.
-   * SPC-2 reservations held through the nexus are released; the nexus gets I_T NEXUS LOSS
+   * connection loss with ErrorRecoveryLevel 0, session reinstatement). The nexus' tasks end
+   * without a response; SPC-2 reservations held through it are released; it gets I_T NEXUS LOSS
    * OCCURRED if it returns. Persistent reservations and registrations stay.
    */
-  nexusLost(nexus: ItNexus): void {
+  async nexusLost(nexus: ItNexus): Promise<void> {
+    await this.tasks.abort(this.tasks.select((t) => t.nexus.id === nexus.id), null);
     for (const lu of this.units.values()) lu.nexusLost(nexus);
   }
 
   /**
-   * Installed by the transport: abort every task of the given I_T nexuses on a LUN (used by
-   * PERSISTENT RESERVE OUT / PREEMPT AND ABORT). Resolves once the tasks have left the SCSI layer.
+   * DeviceContext, PERSISTENT RESERVE OUT / PREEMPT AND ABORT (SPC-4 §5.13.11.4.4): the preempted
+   * nexuses' tasks on the LU end (TASK ABORTED, as they belong to other nexuses). Their PERSISTENT
+   * RESERVE OUT commands are left alone: they are serialized behind the one preempting, so
+   * waiting for them would never end.
    */
-  taskAborter?: (lun: number, nexuses: readonly ItNexus[]) => Promise<void>;
-
-  /** DeviceContext: PREEMPT AND ABORT's task abort, through the transport's taskAborter. */
-  async abortTasksOf(lun: number, nexuses: readonly ItNexus[]): Promise<void> {
-    if (this.taskAborter !== undefined) await this.taskAborter(lun, nexuses);
+  async abortTasksOf(lun: number, nexuses: readonly ItNexus[], issuer: ItNexus): Promise<void> {
+    const ids = new Set(nexuses.map((n) => n.id));
+    await this.tasks.abort(this.tasks.select((t) => t.lun === lun && ids.has(t.nexus.id) && t.cdb[0] !== Op.PERSISTENT_RESERVE_OUT), issuer);
   }
 
   /** Flush and close every backend. Closes all of them even if one fails, then throws the first error. */

@@ -199,3 +199,29 @@ export function writeError(err: unknown): ScsiResponse {
   }
   return senseError(SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR);
 }
+
+/**
+ * Why a transport ended a command whose data transfer failed, or that it could not accept.
+ * The iSCSI-specific conditions are those of RFC 7143 §11.4.7.2 (ABORTED COMMAND, ASC 0Ch/47h).
+ */
+export type TransferFailure =
+  | 'unexpected-unsolicited-data'
+  | 'incorrect-amount-of-data'
+  | 'data-digest-error'
+  | 'bidirectional-command'
+  | 'transfer-too-long';
+
+const TRANSFER_FAILURE_SENSE: Record<TransferFailure, readonly [number, number, number]> = {
+  'unexpected-unsolicited-data': [SenseKey.ABORTED_COMMAND, 0x0c, 0x0c],
+  'incorrect-amount-of-data': [SenseKey.ABORTED_COMMAND, 0x0c, 0x0d],
+  'data-digest-error': [SenseKey.ABORTED_COMMAND, 0x47, 0x05], // PROTOCOL SERVICE CRC ERROR
+  // No implemented command is bidirectional; oversized transfers exceed the Block Limits page.
+  'bidirectional-command': [SenseKey.ILLEGAL_REQUEST, 0x24, 0x00],
+  'transfer-too-long': [SenseKey.ILLEGAL_REQUEST, 0x24, 0x00],
+};
+
+/** The CHECK CONDITION a command ended by a transport failure answers with. */
+export function transferFailed(why: TransferFailure): ScsiResponse {
+  const [key, asc, ascq] = TRANSFER_FAILURE_SENSE[why];
+  return checkCondition(key, asc, ascq);
+}

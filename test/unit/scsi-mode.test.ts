@@ -231,7 +231,7 @@ describe('MODE SELECT', () => {
     page[2]! &= ~0x04;
     const list = Buffer.concat([Buffer.alloc(4), page]);
     expectGood(await run(dev, select6(list.length), { dataOut: list }));
-    dev.resetLogicalUnit(0);
+    await dev.resetLogicalUnit(nexus(), 0);
     expect(lu.writeCache).toBe(false);
   });
 });

@@ -269,15 +269,21 @@ describe('PREEMPT / PREEMPT AND ABORT / REGISTER AND MOVE', () => {
     expect(readReservation(await run(dev, prin(1), { nx: A }))).toEqual({ key: 1n, type: Type.WE });
   });
 
-  it('PREEMPT AND ABORT asks the transport to abort the preempted nexuses\' tasks', async () => {
+  it('PREEMPT AND ABORT ends the preempted nexus\' tasks with TASK ABORTED, and only theirs', async () => {
     const { dev } = await ready();
-    const aborter = vi.fn(async () => undefined);
-    dev.taskAborter = aborter;
     expectGood(await register(dev, A, 1n));
     expectGood(await register(dev, B, 2n));
     expectGood(await reserve(dev, B, 2n, Type.WE));
+    const abortedB = vi.fn();
+    const abortedC = vi.fn();
+    const taskB = dev.createTask(B, 0, write10(), abortedB);
+    const taskC = dev.createTask(C, 0, write10(), abortedC);
     expectGood(await out(dev, A, 5, params(1n, 2n), Type.WE));
-    expect(aborter).toHaveBeenCalledWith(0, [B]);
+    expect(abortedB).toHaveBeenCalledWith(true);
+    expect(taskB.aborted).toBe(true);
+    expect(abortedC).not.toHaveBeenCalled();
+    expect(taskC.state).toBe('pending');
+    expect(dev.tasks.size).toBe(1);
   });
 
   it('REGISTER AND MOVE hands the reservation to another initiator port (optionally unregistering)', async () => {
@@ -466,21 +472,21 @@ describe('SPC-2 RESERVE / RELEASE', () => {
   it('LU reset, target reset and I_T nexus loss end it; persistent reservations stay', async () => {
     const { dev } = await ready();
     expectGood(await run(dev, reserve6, { nx: A }));
-    dev.resetLogicalUnit(0);
+    await dev.resetLogicalUnit(B, 0);
     for (const n of [A, B]) await clearUa(dev, n);
     expectGood(await run(dev, reserve6, { nx: B }));
-    dev.resetTarget(false);
+    await dev.resetTarget(A);
     for (const n of [A, B]) await clearUa(dev, n);
     expectGood(await run(dev, reserve6, { nx: A }));
-    dev.nexusLost(A);
+    await dev.nexusLost(A);
     expect(await pendingUa(dev, A)).toBe(0x2907);
     expectGood(await run(dev, reserve6, { nx: B }));
     expectGood(await run(dev, release6, { nx: B }));
 
     expectGood(await register(dev, A, 1n));
     expectGood(await reserve(dev, A, 1n, Type.EA));
-    dev.resetLogicalUnit(0);
-    dev.nexusLost(A);
+    await dev.resetLogicalUnit(B, 0);
+    await dev.nexusLost(A);
     for (const n of [A, B]) await clearUa(dev, n);
     expect(readReservation(await run(dev, prin(1), { nx: B }))).toEqual({ key: 1n, type: Type.EA });
   });

@@ -44,8 +44,8 @@ describe('unit attentions', () => {
     const n1 = nexus('1');
     const n2 = nexus('2');
     for (const nx of [n1, n2]) for (const lun of [0, 1]) await clearUa(dev, nx, lun);
-    expect(dev.resetLogicalUnit(0)).toBe(true);
-    expect(dev.resetLogicalUnit(9)).toBe(false);
+    expect(await dev.resetLogicalUnit(n2, 0)).toBe('complete');
+    expect(await dev.resetLogicalUnit(n2, 9)).toBe('no-such-lun');
     expectSense(await run(dev, TUR(), { nx: n1 }), KEY.UNIT_ATTENTION, 0x29, 0x03);
     expectSense(await run(dev, TUR(), { nx: n2 }), KEY.UNIT_ATTENTION, 0x29, 0x03);
     expectGood(await run(dev, TUR(), { nx: n1, lun: 1 }));
@@ -56,12 +56,12 @@ describe('unit attentions', () => {
     const n1 = nexus('1');
     const n2 = nexus('2');
     for (const nx of [n1, n2]) for (const lun of [0, 1]) await clearUa(dev, nx, lun);
-    dev.clearTaskSet(0, n2); // queues 2F/00 for n1
-    dev.resetTarget(false);
+    await dev.clearTaskSet(n2, 0); // queues 2F/00 for n1
+    await dev.resetTarget(n2);
     expectSense(await run(dev, TUR(), { nx: n1 }), KEY.UNIT_ATTENTION, 0x29, 0x00);
     expectGood(await run(dev, TUR(), { nx: n1 }));
     expectSense(await run(dev, TUR(), { nx: n2, lun: 1 }), KEY.UNIT_ATTENTION, 0x29, 0x00);
-    dev.resetTarget(true);
+    await dev.resetTarget(n1);
     expectSense(await run(dev, TUR(), { nx: n2, lun: 1 }), KEY.UNIT_ATTENTION, 0x29, 0x00);
   });
 
@@ -71,8 +71,8 @@ describe('unit attentions', () => {
     const n2 = nexus('2');
     await clearUa(dev, n1);
     await clearUa(dev, n2);
-    expect(dev.clearTaskSet(0, n1)).toBe(true);
-    expect(dev.clearTaskSet(3, n1)).toBe(false);
+    expect(await dev.clearTaskSet(n1, 0)).toBe('complete');
+    expect(await dev.clearTaskSet(n1, 3)).toBe('no-such-lun');
     expectGood(await run(dev, TUR(), { nx: n1 }));
     expectSense(await run(dev, TUR(), { nx: n2 }), KEY.UNIT_ATTENTION, 0x2f, 0x00);
     expectGood(await run(dev, TUR(), { nx: n2 }));
@@ -84,9 +84,9 @@ describe('unit attentions', () => {
     const n2 = nexus('2');
     await clearUa(dev, n1);
     await clearUa(dev, n2);
-    dev.clearTaskSet(0, n1);
+    await dev.clearTaskSet(n1, 0);
     lu.unitAttentions.establish(0x2a01, n1);
-    dev.clearTaskSet(0, n1); // duplicate not queued twice
+    await dev.clearTaskSet(n1, 0); // duplicate not queued twice
     expectSense(await run(dev, TUR(), { nx: n2 }), KEY.UNIT_ATTENTION, 0x2f, 0x00);
     expectSense(await run(dev, TUR(), { nx: n2 }), KEY.UNIT_ATTENTION, 0x2a, 0x01);
     expectGood(await run(dev, TUR(), { nx: n2 }));
@@ -94,7 +94,7 @@ describe('unit attentions', () => {
 
   it('a nexus first seen after a reset still gets its power-on UA', async () => {
     const { dev } = makeDevice();
-    dev.resetLogicalUnit(0);
+    await dev.resetLogicalUnit(nexus('early'), 0);
     expectSense(await run(dev, TUR(), { nx: nexus('late') }), KEY.UNIT_ATTENTION, 0x29, 0x00);
   });
 });

@@ -151,11 +151,11 @@ describe('EXTENDED COPY (LID1)', () => {
     expectGood(await send(dev, paramList([cscd(NAA0)], [b2b(0, 0, 1, 0, 1)], 5, 3)));
     expectSense(await run(dev, rcr(0, 5)), KEY.ILLEGAL_REQUEST, 0x24, 0x00);
     expectGood(await send(dev, paramList([cscd(NAA0)], [b2b(0, 0, 1, 0, 1)], 6)));
-    dev.nexusLost(nexus());
+    await dev.nexusLost(nexus());
     await clearUa(dev);
     expectSense(await run(dev, rcr(0, 6)), KEY.ILLEGAL_REQUEST, 0x24, 0x00);
     expectGood(await send(dev, paramList([cscd(NAA0)], [b2b(0, 0, 1, 0, 1)], 7)));
-    dev.resetLogicalUnit(0);
+    await dev.resetLogicalUnit(nexus(), 0);
     await clearUa(dev);
     expectSense(await run(dev, rcr(0, 7)), KEY.ILLEGAL_REQUEST, 0x24, 0x00);
   });
