@@ -6,6 +6,9 @@ import path from 'node:path';
 
 const PRIVATE_TARGET = 'iqn.2016-06.org.gluster:private';
 const ALLOWED = 'iqn.1994-05.com.redhat:allowed';
+const SHARED_TARGET = 'iqn.2016-06.org.gluster:shared';
+const READER = 'iqn.1994-05.com.redhat:reader';
+const WRITER = 'iqn.1994-05.com.redhat:writer';
 
 let srv: RunningServer;
 beforeAll(async () => {
@@ -17,6 +20,11 @@ beforeAll(async () => {
         iqn: PRIVATE_TARGET,
         luns: [lunDefinition(path.join(dir, 'private.img'), { serial: 'PRIV', naa: '6001405abcdef0123456789abcdef099' })],
         acl: [{ initiator: ALLOWED, readOnly: false }],
+      },
+      {
+        iqn: SHARED_TARGET,
+        luns: [lunDefinition(path.join(dir, 'shared.img'), { serial: 'SHARED', naa: '6001405abcdef0123456789abcdef098' })],
+        acl: [{ initiator: WRITER, readOnly: false }, { initiator: READER, readOnly: true }],
       },
     ],
   });
@@ -223,6 +231,27 @@ describe('task management (RFC 7143 §11.5)', () => {
     const senses = await ini.clearUnitAttentions();
     expect(senses.map((s) => [s[2]! & 0x0f, s[12], s[13]])).toContainEqual([0x06, 0x29, 0x03]);
     ini.close();
+  });
+
+  it('a read-only initiator cannot reset or clear what a writer uses: authorization failed, the writer goes on', async () => {
+    const writer = await loggedIn({ initiatorName: WRITER, targetName: SHARED_TARGET });
+    await writer.clearUnitAttentions();
+    const reader = await loggedIn({ initiatorName: READER, targetName: SHARED_TARGET });
+    await reader.clearUnitAttentions();
+    for (const fn of [4, 5, 6, 7]) { // CLEAR TASK SET, LU RESET, TARGET WARM RESET, TARGET COLD RESET
+      await reader.sendPdu(tmf(reader, fn));
+      const res = await reader.next();
+      expect(res?.opcode).toBe(Opcode.TaskMgmtResponse);
+      expect(res?.bhs[2]).toBe(6); // function authorization failed (RFC 7143 §11.6.1)
+    }
+    await reader.sendPdu(tmf(reader, 2)); // ABORT TASK SET: its own tasks only
+    expect((await reader.next())?.bhs[2]).toBe(0);
+    // The writer saw no reset: no unit attention, its session is alive, writes work.
+    expect(await writer.clearUnitAttentions()).toEqual([]);
+    expect((await writer.write10(0, Buffer.alloc(512, 1))).status).toBe(0);
+    expect(writer.closed).toBe(false);
+    writer.close();
+    reader.close();
   });
 
   it('reports LUN does not exist and function not supported', async () => {
