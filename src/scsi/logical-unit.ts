@@ -241,11 +241,12 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   /**
    * The transport lost an I_T nexus (session closed, logged out or reinstated): its SPC-2
    * reservation ends, and it will see I_T NEXUS LOSS OCCURRED (29h/07h) if it comes back
-   * (SAM-5 §6.3.4). Registrations and persistent reservations stay.
+   * (SAM-5 §6.3.4) if it comes back while among the last MAX_REMEMBERED_LOST_NEXUSES lost.
+   * Registrations and persistent reservations stay.
    */
   nexusLost(nexus: ItNexus): void {
     this.reservations.nexusLost(nexus);
     this.copyManager.forget(nexus.id);
-    if (this.unitAttentions.knows(nexus)) this.unitAttentions.establishFor(nexus, Asc.I_T_NEXUS_LOSS_OCCURRED);
+    this.unitAttentions.nexusLost(nexus);
   }
 }

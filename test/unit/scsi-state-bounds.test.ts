@@ -1,0 +1,47 @@
+// Issue 11 defect 8: per-initiator state in the SCSI layer is bounded.
+import { describe, expect, it } from 'vitest';
+import { KEY, cdb, clearUa, expectGood, expectSense, makeDevice, nexus, run } from './scsi-helpers.js';
+
+/** The documented limits (README "Limits"). */
+const MAX_REMEMBERED_LOST_NEXUSES = 1024;
+
+const TUR = () => cdb([0x00]);
+const isid = (i: number) => `23d0${i.toString(16).padStart(8, '0')}`;
+
+describe('unit attention state of lost I_T nexuses is bounded', () => {
+  it('a returning nexus within the bound sees I_T NEXUS LOSS; one evicted by later losses sees the power-on UA', async () => {
+    const { dev, lu } = makeDevice();
+    const early = nexus('early');
+    const recent = nexus('recent');
+    await clearUa(dev, early);
+    dev.nexusLost(early);
+    for (let i = 0; i < MAX_REMEMBERED_LOST_NEXUSES; i++) {
+      const n = nexus('churn', false, { isid: isid(i) });
+      await clearUa(dev, n);
+      dev.nexusLost(n);
+    }
+    await clearUa(dev, recent);
+    dev.nexusLost(recent);
+    expect([...lu.unitAttentions.knownNexuses()].length).toBeLessThanOrEqual(MAX_REMEMBERED_LOST_NEXUSES);
+    expectSense(await run(dev, TUR(), { nx: early }), KEY.UNIT_ATTENTION, 0x29, 0x00);
+    expectSense(await run(dev, TUR(), { nx: recent }), KEY.UNIT_ATTENTION, 0x29, 0x07);
+    expectGood(await run(dev, TUR(), { nx: recent }));
+  });
+
+  it('a live nexus keeps its queued unit attentions however many others come and go', async () => {
+    const { dev } = makeDevice();
+    const live = nexus('live');
+    const other = nexus('other');
+    await clearUa(dev, live);
+    await clearUa(dev, other);
+    dev.clearTaskSet(0, other); // 2Fh/00h queued for `live`
+    for (let i = 0; i < 2 * MAX_REMEMBERED_LOST_NEXUSES; i++) {
+      const n = nexus('churn', false, { isid: isid(i) });
+      await clearUa(dev, n);
+      dev.nexusLost(n);
+    }
+    expectSense(await run(dev, TUR(), { nx: live }), KEY.UNIT_ATTENTION, 0x2f, 0x00);
+    expectGood(await run(dev, TUR(), { nx: live }));
+    expectGood(await run(dev, TUR(), { nx: other }));
+  });
+});
