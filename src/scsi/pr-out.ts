@@ -7,6 +7,7 @@
  */
 import type { ItNexus } from './nexus.js';
 import {
+  MAX_REGISTRATIONS,
   VALID_PR_TYPES,
   clonePrState,
   isAllRegistrants,
@@ -71,6 +72,10 @@ export function planPersistentReserveOut(req: ScsiRequest, cur: PrState, canPers
   if ('response' in plan) return plan;
   const move = (req.cdb[1]! & 0x1f) === ProutSa.REGISTER_AND_MOVE;
   if (plan.next.aptpl && !canPersist) return answer(invalidFieldInParameterList(move ? 17 : 20, 0));
+  // Bounded per-initiator state: SPC-4 §5.13.7 / §6.16.2 INSUFFICIENT REGISTRATION RESOURCES.
+  if (plan.next.registrations.length > Math.max(MAX_REGISTRATIONS, cur.registrations.length)) {
+    return answer(senseError(SenseKey.ILLEGAL_REQUEST, Asc.INSUFFICIENT_REGISTRATION_RESOURCES));
+  }
   return plan;
 }
 
