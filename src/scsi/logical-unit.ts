@@ -3,6 +3,7 @@ import { BAD_SERVICE_ACTION, type CommandTable, type DeviceContext } from './com
 import { COMMANDS } from './commands.js';
 import type { ModeUnit } from './mode-pages.js';
 import { RangeLock } from './range-lock.js';
+import { SidecarReservationStore, type ReservationStore } from './reservation-store.js';
 import { Reservations } from './reservations.js';
 import {
   Asc,
@@ -61,6 +62,8 @@ export interface LogicalUnitOptions {
    * STATUS). Default: whenever the backend can punch holes and report them.
    */
   thinProvisioning?: boolean;
+  /** Where persistent reservations are kept; default: the backend's "pr.json" sidecar (APTPL only). */
+  reservationStore?: ReservationStore;
 }
 
 /**
@@ -146,7 +149,7 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
     this.maxUnmapDescriptors = this.thinProvisioned ? MAX_UNMAP_DESCRIPTORS : 0;
     this.maxWriteSameBlocks = Math.max(1, Math.floor(MAX_WRITE_SAME_BYTES / bs));
     this.maxCompareWriteBlocks = Math.min(MAX_COMPARE_AND_WRITE_BLOCKS, Math.floor(this.maxTransferBlocks / 2));
-    this.reservations = new Reservations(this);
+    this.reservations = new Reservations(this, opts.reservationStore ?? new SidecarReservationStore(opts.backend));
     this.loading = this.reservations.load().then(
       () => {
         this.ready = true;
@@ -241,11 +244,12 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   /**
    * The transport lost an I_T nexus (session closed, logged out or reinstated): its SPC-2
    * reservation ends, and it will see I_T NEXUS LOSS OCCURRED (29h/07h) if it comes back
-   * (SAM-5 §6.3.4). Registrations and persistent reservations stay.
+   * (SAM-5 §6.3.4) if it comes back while among the last MAX_REMEMBERED_LOST_NEXUSES lost.
+   * Registrations and persistent reservations stay.
    */
   nexusLost(nexus: ItNexus): void {
     this.reservations.nexusLost(nexus);
     this.copyManager.forget(nexus.id);
-    if (this.unitAttentions.knows(nexus)) this.unitAttentions.establishFor(nexus, Asc.I_T_NEXUS_LOSS_OCCURRED);
+    this.unitAttentions.nexusLost(nexus);
   }
 }

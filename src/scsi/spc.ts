@@ -16,7 +16,8 @@ import {
   invalidFieldInCdb,
   logicalUnitNotSupported,
 } from './sense.js';
-import { PrinSa, ProutSa } from './reservations.js';
+import { PrinSa } from './pr-in.js';
+import { ProutSa } from './pr-out.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
 import { PQ_NOT_CONNECTED_UNKNOWN, standardInquiry, vpdPage, type InquiryIdentity } from './vpd.js';
 

@@ -46,6 +46,7 @@ export function makeLu(o: TestLuOptions = {}): { lu: LogicalUnit; mem: MemoryBac
     revision: o.revision ?? '0.1',
     targetName: o.targetName ?? 'iqn.2024-01.test:target',
     ...(o.targetPortalGroupTag !== undefined ? { targetPortalGroupTag: o.targetPortalGroupTag } : {}),
+    ...(o.reservationStore !== undefined ? { reservationStore: o.reservationStore } : {}),
   });
   return { lu, mem };
 }

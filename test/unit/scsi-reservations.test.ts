@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { MemoryBackend } from '../../src/backend/memory-backend.js';
 import { LogicalUnit } from '../../src/scsi/logical-unit.js';
-import { PR_SIDECAR } from '../../src/scsi/reservations.js';
+import { PR_SIDECAR } from '../../src/scsi/reservation-store.js';
 import { encodeIscsiTransportId, parseIscsiTransportId } from '../../src/scsi/transport-id.js';
 import { ScsiDevice } from '../../src/scsi/scsi-device.js';
 import type { ItNexus } from '../../src/scsi/nexus.js';
