@@ -16,15 +16,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import yargs from 'yargs';
-import {
-  ConfigError,
-  configWarnings,
-  embeddedDefaultConfig,
-  LOG_LEVELS,
-  loadConfigFile,
-  maskSecrets,
-  type LogLevel,
-} from './config/load.js';
+import { ConfigError, configWarnings, embeddedDefaultConfig, loadConfigFile, maskSecrets } from './config/load.js';
+import { LOG_LEVELS, type LogLevel } from './config/schema.js';
 import { formatHostPort, isWildcardHost } from './config/portal.js';
 import type { EffectiveConfig } from './config/types.js';
 import { createLogger, type Logger } from './log.js';

@@ -23,20 +23,6 @@ export interface JsonTextResult {
   duplicateKeys: Array<JsonTextProblem & { path: Array<string | number> }>;
 }
 
-/** Format a path in the bracket/dot notation used in all config messages: `targets[0].luns[1].size`. */
-export function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const seg of path) {
-    if (typeof seg === 'number') out += `[${seg}]`;
-    else {
-      const s = String(seg);
-      if (/^[A-Za-z_$][\w$]*$/.test(s)) out += out === '' ? s : `.${s}`;
-      else out += `[${JSON.stringify(s)}]`;
-    }
-  }
-  return out;
-}
-
 /** What the parser expected where the error is. */
 type Expecting = 'key' | 'colon' | 'value' | 'separator';
 
