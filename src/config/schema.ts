@@ -150,7 +150,8 @@ const envName = z.string(envNameProblem).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, envNa
 
 const portalAddress = z
   .string({ error: expected('"host:port" such as "0.0.0.0:3260"') })
-  .refine((v) => parseHostPort(v) !== undefined, { error: (issue) => `${quote(issue.input as string)} is not host:port; use e.g. "0.0.0.0:3260" or "[::]:3260"` });
+  .refine((v) => parseHostPort(v) !== undefined, { error: (issue) => `${quote(issue.input as string)} is not host:port; use e.g. "0.0.0.0:3260" or "[::]:3260"` })
+  .describe('"host:port", "[IPv6]:port", or a host alone (port 3260)');
 
 export const DIGESTS = ['CRC32C', 'None'] as const;
 export type Digest = (typeof DIGESTS)[number];
@@ -181,15 +182,17 @@ const credentialsShape = {
   secretFile: nonEmptyString().optional().describe('File holding the secret (one trailing newline is ignored); relative to the config file'),
   secretEnv: envName.optional().describe('Environment variable holding the secret'),
 };
-const CredentialsSchema = z.strictObject(credentialsShape).describe('CHAP credentials: username and exactly one of secret, secretFile, secretEnv');
+const CredentialsSchema = z
+  .strictObject(credentialsShape)
+  .meta({ id: 'chapCredentials', description: 'CHAP credentials: username and exactly one of secret, secretFile, secretEnv' });
 const ChapSchema = z
   .strictObject({ ...credentialsShape, mutual: CredentialsSchema.optional().describe('Credentials the target answers with (mutual CHAP); the secret must differ') })
-  .describe('CHAP credentials the initiator must present: username and exactly one of secret, secretFile, secretEnv');
+  .meta({ id: 'chap', description: 'CHAP credentials the initiator must present: username and exactly one of secret, secretFile, secretEnv' });
 
 const AclSchema = z.strictObject({
   initiator: initiatorName.describe('Initiator name (iqn./eui./naa.), or "*" for any initiator'),
   readOnly: bool().default(false).describe('Export the LUNs read-only to this initiator'),
-  chap: ChapSchema.optional(),
+  chap: ChapSchema.optional().describe('CHAP the initiator must pass (RFC 7143 §12.1.3); see docs/authentication.md'),
 });
 
 const LunSchema = z.strictObject({
@@ -284,7 +287,7 @@ export const ConfigFileSchema = z
     {
       $schema: z.string().optional().describe('JSON Schema of this file, for editors, e.g. "./target.schema.json"; ignored by the server'),
       discovery: z
-        .strictObject({ chap: ChapSchema.optional() })
+        .strictObject({ chap: ChapSchema.optional().describe('CHAP for discovery sessions; see docs/authentication.md') })
         .optional()
         .describe('Discovery (SendTargets) sessions: CHAP when chap is set, otherwise open'),
       portals: z

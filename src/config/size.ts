@@ -16,8 +16,8 @@ const UNITS: Record<string, number> = {
   p: 2 ** 50,
 };
 
-/** The string form; surrounding white space is ignored. */
-export const SIZE_RE = /^\s*(\d+)(?:\.(\d+))?\s*(?:([kmgtp])i?)?b?\s*$/i;
+/** The string form; surrounding white space is ignored. No regex flags: it is also the JSON Schema pattern. */
+export const SIZE_RE = /^\s*(\d+)(?:\.(\d+))?\s*(?:([kmgtpKMGTP])[iI]?)?[bB]?\s*$/;
 
 /** Bytes for a size value, or undefined if it is not a valid positive size. */
 export function parseSize(value: unknown): number | undefined {
