@@ -21,11 +21,11 @@ import { parseSize, SIZE_RE } from './size.js';
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export const DEFAULT_PORTALS = ['0.0.0.0:3260'];
+const DEFAULT_PORTALS = ['0.0.0.0:3260'];
 export const DEFAULT_BLOCK_SIZE = 512;
-export const DEFAULT_VENDOR = 'GLFS';
-export const DEFAULT_PRODUCT = 'glfs-target';
-export const DEFAULT_REVISION = '0001';
+const DEFAULT_VENDOR = 'GLFS';
+const DEFAULT_PRODUCT = 'glfs-target';
+const DEFAULT_REVISION = '0001';
 
 /**
  * IEEE company ID used in derived NAA designators: 02-6C-66. First octet 0x02 has the U/L
@@ -153,8 +153,8 @@ const portalAddress = z
   .refine((v) => parseHostPort(v) !== undefined, { error: (issue) => `${quote(issue.input as string)} is not host:port; use e.g. "0.0.0.0:3260" or "[::]:3260"` })
   .describe('"host:port", "[IPv6]:port", or a host alone (port 3260)');
 
-export const DIGESTS = ['CRC32C', 'None'] as const;
-export type Digest = (typeof DIGESTS)[number];
+const DIGESTS = ['CRC32C', 'None'] as const;
+type Digest = (typeof DIGESTS)[number];
 const isDigest = (x: unknown): x is Digest => (DIGESTS as readonly unknown[]).includes(x);
 const DIGEST_FIX = 'use a list of "CRC32C" and/or "None" in order of preference, e.g. ["None", "CRC32C"]';
 /**
@@ -164,9 +164,9 @@ const DIGEST_FIX = 'use a list of "CRC32C" and/or "None" in order of preference,
 const digestList = z
   .array(z.unknown(), { error: () => `expected a non-empty list; ${DIGEST_FIX}` })
   .superRefine((list, ctx) => {
-    const wrong = list.find((x) => !isDigest(x));
+    const wrong = list.findIndex((x) => !isDigest(x));
     if (list.length === 0) ctx.addIssue({ code: 'custom', message: `expected a non-empty list; ${DIGEST_FIX}` });
-    else if (list.some((x) => !isDigest(x))) ctx.addIssue({ code: 'custom', message: `${describe(wrong)} is not a digest; ${DIGEST_FIX}` });
+    else if (wrong >= 0) ctx.addIssue({ code: 'custom', message: `${describe(list[wrong])} is not a digest; ${DIGEST_FIX}` });
     else if (new Set(list).size !== list.length) ctx.addIssue({ code: 'custom', message: `lists a digest twice; ${DIGEST_FIX}` });
   })
   .meta({ items: { enum: [...DIGESTS] }, minItems: 1, uniqueItems: true });
@@ -309,8 +309,6 @@ export const ConfigFileSchema = z
   )
   .describe('glfs-target configuration file');
 
-/** The config file as read (before defaults). */
-export type ConfigFileInput = z.input<typeof ConfigFileSchema>;
 /** The config file after field validation and defaults. */
 export type ConfigFile = z.output<typeof ConfigFileSchema>;
 
