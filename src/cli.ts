@@ -1,8 +1,9 @@
 /**
- * Command line: `glfs-target serve|check`.
+ * Command line: `glfs-target serve|check|schema`.
  *
  *   glfs-target serve [--config FILE] [--log-level L] [--data-dir D] [--port N]
  *   glfs-target check --config FILE
+ *   glfs-target schema              JSON Schema of the config file (docs/target.schema.json)
  *
  * Exit codes: 0 success (serve: clean shutdown on SIGTERM/SIGINT), 1 runtime failure
  * (startup failed, stop failed, second signal), 2 usage or configuration error.
@@ -16,15 +17,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import yargs from 'yargs';
-import {
-  ConfigError,
-  configWarnings,
-  embeddedDefaultConfig,
-  LOG_LEVELS,
-  loadConfigFile,
-  maskSecrets,
-  type LogLevel,
-} from './config/load.js';
+import { ConfigError, configWarnings, embeddedDefaultConfig, loadConfigFile, maskSecrets } from './config/load.js';
+import { configJsonSchema, LOG_LEVELS, type LogLevel } from './config/schema.js';
 import { formatHostPort, isWildcardHost } from './config/portal.js';
 import type { EffectiveConfig } from './config/types.js';
 import { createLogger, type Logger } from './log.js';
@@ -115,7 +109,8 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
     .command('check', 'Validate a config file, print the effective config', (y) =>
       y.option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'JSON config file' }),
     )
-    .demandCommand(1, 'Give a command: serve or check.')
+    .command('schema', 'Print the JSON Schema of the config file (for editors and other tools)')
+    .demandCommand(1, 'Give a command: serve, check or schema.')
     .strict()
     .version(version)
     .help()
@@ -147,6 +142,10 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
 
   const command = String(args._[0]);
   if (command === 'check') return check(args.config!, io);
+  if (command === 'schema') {
+    io.stdout(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+    return 0;
+  }
   if (command === 'serve') {
     if (args.port !== undefined && args.config !== undefined) {
       io.stderr('--port applies only to the built-in default configuration; with --config, set the port in the "portals" of the file.\n');

@@ -18,6 +18,8 @@ export const MAX_ISCSI_NAME_BYTES = 223;
 const IQN_RE = /^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*(:[a-z0-9.:-]+)?$/;
 const EUI_RE = /^eui\.[0-9a-f]{16}$/;
 const NAA_RE = /^naa\.([0-9a-f]{16}|[0-9a-f]{32})$/;
+/** Any of the three forms (ASCII only, so at most MAX_ISCSI_NAME_BYTES characters is the byte limit). */
+export const ISCSI_NAME_RE = new RegExp([IQN_RE, EUI_RE, NAA_RE].map((re) => `(?:${re.source})`).join('|'));
 
 export function isValidIscsiName(name: string): boolean {
   return iscsiNameProblem(name) === undefined;
@@ -31,9 +33,9 @@ export function iscsiNameProblem(name: string): string | undefined {
   if (Buffer.byteLength(name, 'utf8') > MAX_ISCSI_NAME_BYTES) {
     return `longer than ${MAX_ISCSI_NAME_BYTES} bytes`;
   }
-  if (IQN_RE.test(name) || EUI_RE.test(name) || NAA_RE.test(name)) return undefined;
+  if (ISCSI_NAME_RE.test(name)) return undefined;
   const lower = name.toLowerCase();
-  if (lower !== name && (IQN_RE.test(lower) || EUI_RE.test(lower) || NAA_RE.test(lower))) {
+  if (lower !== name && ISCSI_NAME_RE.test(lower)) {
     return 'upper-case';
   }
   return '';

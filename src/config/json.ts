@@ -2,7 +2,12 @@
  * JSON text parsing for the config file with useful diagnostics: syntax errors carry
  * line:column (Node 20's JSON.parse messages often carry no position at all), and duplicate
  * property names — which JSON.parse silently resolves to the last one — are reported.
+ *
+ * The file is plain JSON (RFC 8259): no comments, no trailing commas. jsonc-parser finds the
+ * first error and its offset; this module only words it, from what the parser expected at that
+ * point (a property name, a value, or "," after one) and the character found there.
  */
+import { ParseErrorCode, visit } from 'jsonc-parser';
 
 export interface JsonTextProblem {
   line: number;
@@ -18,40 +23,162 @@ export interface JsonTextResult {
   duplicateKeys: Array<JsonTextProblem & { path: Array<string | number> }>;
 }
 
-/** Format a path in the bracket/dot notation used in all config messages: `targets[0].luns[1].size`. */
-export function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const seg of path) {
-    if (typeof seg === 'number') out += `[${seg}]`;
-    else {
-      const s = String(seg);
-      if (/^[A-Za-z_$][\w$]*$/.test(s)) out += out === '' ? s : `.${s}`;
-      else out += `[${JSON.stringify(s)}]`;
-    }
-  }
-  return out;
+/** What the parser expected where the error is. */
+type Expecting = 'key' | 'colon' | 'value' | 'separator';
+
+interface SyntaxErrorSite {
+  /** undefined: a character that jsonc-parser skips as whitespace but RFC 8259 §2 does not allow. */
+  code: ParseErrorCode | undefined;
+  offset: number;
+  expecting: Expecting;
+  /** Innermost open object or array; undefined at the top level. */
+  container: 'object' | 'array' | undefined;
+  /** The last token was a "," (so a closing bracket here is a trailing comma). */
+  afterComma: boolean;
 }
+
+/** RFC 8259 §2: the only whitespace allowed between tokens. */
+const NOT_JSON_WHITESPACE = /[^ \t\n\r]/;
 
 export function parseJsonText(text: string): JsonTextResult {
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  const scanner = new Scanner(text);
-  let scanError: ScanError | undefined;
-  try {
-    scanner.document();
-  } catch (e) {
-    if (!(e instanceof ScanError)) throw e;
-    scanError = e;
+  const duplicateKeys: JsonTextResult['duplicateKeys'] = [];
+  const open: Array<{ kind: 'object' | 'array'; keys: Set<string> }> = [];
+  let expecting: Expecting = 'value';
+  let afterComma = false;
+  let error: SyntaxErrorSite | undefined;
+  let tokenEnd = 0;
+  const failAt = (code: ParseErrorCode | undefined, offset: number) => {
+    error ??= { code, offset, expecting, container: open.at(-1)?.kind, afterComma };
+  };
+  /** Called first for every token: the text since the previous one must be JSON whitespace. */
+  const token = (offset: number, length: number) => {
+    const gap = NOT_JSON_WHITESPACE.exec(text.slice(tokenEnd, offset));
+    if (gap) failAt(undefined, tokenEnd + gap.index);
+    tokenEnd = Math.max(tokenEnd, offset + length);
+  };
+  const closed = (offset: number, length: number) => {
+    if (length === 0) return; // a missing "}" or "]": the error that follows is reported where it was missed
+    token(offset, length);
+    open.pop();
+    expecting = 'separator';
+    afterComma = false;
+  };
+  visit(
+    text,
+    {
+      onObjectBegin: (offset, length) => {
+        token(offset, length);
+        open.push({ kind: 'object', keys: new Set() });
+        expecting = 'key';
+        afterComma = false;
+      },
+      onArrayBegin: (offset, length) => {
+        token(offset, length);
+        open.push({ kind: 'array', keys: new Set() });
+        expecting = 'value';
+        afterComma = false;
+      },
+      onObjectEnd: closed,
+      onArrayEnd: closed,
+      onObjectProperty: (key, offset, length, _line, _column, objectPath) => {
+        token(offset, length);
+        const keys = open.at(-1)!.keys;
+        if (keys.has(key) && error === undefined) {
+          duplicateKeys.push({ path: [...objectPath(), key], message: `duplicate property ${JSON.stringify(key)}`, ...lineColumn(text, offset) });
+        }
+        keys.add(key);
+        expecting = 'colon';
+        afterComma = false;
+      },
+      onLiteralValue: (_value, offset, length) => {
+        token(offset, length);
+        expecting = 'separator';
+        afterComma = false;
+      },
+      onSeparator: (character, offset, length) => {
+        token(offset, length);
+        afterComma = character === ',';
+        expecting = character === ',' && open.at(-1)?.kind === 'object' ? 'key' : 'value';
+      },
+      onError: (code, offset) => {
+        token(offset, 0);
+        failAt(code, offset);
+      },
+    },
+    { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false },
+  );
+  token(text.length, 0);
+  if (error) {
+    const { message, at } = describeSyntaxError(text, error);
+    return { syntaxError: { message, ...lineColumn(text, at) }, duplicateKeys };
   }
-  const duplicateKeys = scanner.duplicates.map((d) => ({ path: d.path, message: d.message, ...lineColumn(text, d.at) }));
   try {
     return { value: JSON.parse(text) as unknown, duplicateKeys };
   } catch (e) {
-    if (scanError) {
-      return { syntaxError: { message: scanError.message, ...lineColumn(text, scanError.at) }, duplicateKeys };
-    }
-    // The scanner accepted what JSON.parse refused: fall back to the engine's message.
+    // jsonc-parser accepted what JSON.parse refused: fall back to the engine's message.
     return { syntaxError: { message: (e as Error).message, line: 1, column: 1 }, duplicateKeys };
   }
+}
+
+/** Longest prefix of a string token that is valid JSON (RFC 8259 §7: escapes, no control characters). */
+const VALID_STRING_PREFIX = /^"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*/;
+/** RFC 8259 §6 number grammar. */
+const NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/;
+const LITERAL = /^(true|false|null)(?![\w$])/;
+
+/** The message for the first syntax error: what was expected at its offset, and what is there. */
+function describeSyntaxError(text: string, e: SyntaxErrorSite): { message: string; at: number } {
+  const at = e.offset;
+  const c: string | undefined = text[at];
+  if (e.code === ParseErrorCode.InvalidCommentToken || e.code === ParseErrorCode.UnexpectedEndOfComment) {
+    return { message: 'comments are not allowed in JSON', at };
+  }
+  switch (e.expecting) {
+    case 'colon':
+      return { message: 'expected ":" after the property name', at };
+    case 'separator': {
+      if (e.container === undefined) return { message: 'unexpected text after the end of the JSON value', at };
+      const close = e.container === 'object' ? '}' : ']';
+      if (c === undefined) return { message: `unexpected end of file; missing "${close}"?`, at };
+      return { message: e.container === 'object' ? 'expected "," or "}" after the property value' : 'expected "," or "]" after the array element', at };
+    }
+    case 'key':
+      if (c === '"') return describeStringError(text, at);
+      if (c === undefined) return { message: 'unexpected end of file; missing "}"?', at };
+      if (e.afterComma && c === '}') return { message: 'trailing comma before "}"', at };
+      if (c === "'") return { message: 'property names must use double quotes', at };
+      return { message: 'expected a property name in double quotes', at };
+    case 'value':
+      break;
+  }
+  if (c === '"') return describeStringError(text, at);
+  if (c === undefined) {
+    return { message: text.trim() === '' ? 'the file is empty; expected a JSON object' : 'unexpected end of file', at };
+  }
+  // A valid number or literal followed by something else: the something else is what is wrong.
+  const value = LITERAL.exec(text.slice(at, at + 6))?.[0] ?? NUMBER.exec(text.slice(at))?.[0];
+  if (value !== undefined) return describeSyntaxError(text, { ...e, offset: at + value.length, expecting: 'separator', afterComma: false });
+  if (c === '-' || (c >= '0' && c <= '9')) return { message: 'invalid number', at };
+  if (e.afterComma && c === ']') return { message: 'trailing comma before "]"', at };
+  if (c === "'") return { message: 'strings must use double quotes', at };
+  const word = /^[\w$.+-]+/.exec(text.slice(at, at + 40));
+  if (word) return { message: `unexpected ${JSON.stringify(word[0])}; strings must be in double quotes`, at };
+  return { message: `unexpected ${JSON.stringify(c)}`, at };
+}
+
+/** The first invalid character of the string token starting at `start`. */
+function describeStringError(text: string, start: number): { message: string; at: number } {
+  const at = start + VALID_STRING_PREFIX.exec(text.slice(start))![0].length;
+  const c: string | undefined = text[at];
+  if (c === undefined) return { message: 'unterminated string', at: start };
+  if (c === '\\') {
+    const e = text[at + 1];
+    if (e === 'u') return { message: 'invalid \\u escape in string', at };
+    return { message: `invalid escape "\\${e ?? ''}" in string (write a backslash as "\\\\")`, at };
+  }
+  if (c === '\n' || c === '\r') return { message: 'line break inside a string (missing closing quote?)', at };
+  return { message: 'control character inside a string', at };
 }
 
 function lineColumn(text: string, offset: number): { line: number; column: number } {
@@ -64,174 +191,4 @@ function lineColumn(text: string, offset: number): { line: number; column: numbe
     }
   }
   return { line, column: offset - lineStart + 1 };
-}
-
-class ScanError extends Error {
-  constructor(
-    message: string,
-    readonly at: number,
-  ) {
-    super(message);
-  }
-}
-
-const NUMBER_RE = /-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
-
-class Scanner {
-  private i = 0;
-  readonly duplicates: Array<{ path: Array<string | number>; message: string; at: number }> = [];
-
-  constructor(private readonly s: string) {}
-
-  document(): void {
-    this.ws();
-    if (this.i >= this.s.length) this.fail('the file is empty; expected a JSON object');
-    this.value([]);
-    this.ws();
-    if (this.i < this.s.length) this.fail('unexpected text after the end of the JSON value');
-  }
-
-  private fail(message: string, at = this.i): never {
-    throw new ScanError(message, at);
-  }
-
-  private ws(): void {
-    const s = this.s;
-    for (;;) {
-      const c = s[this.i];
-      if (c === ' ' || c === '\t' || c === '\n' || c === '\r') this.i++;
-      else if (c === '/' && (s[this.i + 1] === '/' || s[this.i + 1] === '*')) this.fail('comments are not allowed in JSON');
-      else return;
-    }
-  }
-
-  private value(path: Array<string | number>): void {
-    this.ws();
-    const c = this.s[this.i];
-    if (c === undefined) this.fail('unexpected end of file');
-    if (c === '{') return this.object(path);
-    if (c === '[') return this.array(path);
-    if (c === '"') {
-      this.string();
-      return;
-    }
-    if (c === '-' || (c >= '0' && c <= '9')) return this.number();
-    for (const lit of ['true', 'false', 'null']) {
-      if (this.s.startsWith(lit, this.i) && !/[\w$]/.test(this.s[this.i + lit.length] ?? '')) {
-        this.i += lit.length;
-        return;
-      }
-    }
-    if (c === "'") this.fail('strings must use double quotes');
-    const word = /^[\w$.+-]+/.exec(this.s.slice(this.i, this.i + 40));
-    if (word) this.fail(`unexpected ${JSON.stringify(word[0])}; strings must be in double quotes`);
-    this.fail(`unexpected ${JSON.stringify(c)}`);
-  }
-
-  private object(path: Array<string | number>): void {
-    this.i++; // {
-    const keys = new Set<string>();
-    this.ws();
-    if (this.s[this.i] === '}') {
-      this.i++;
-      return;
-    }
-    let afterComma = false;
-    for (;;) {
-      this.ws();
-      const c = this.s[this.i];
-      if (c !== '"') {
-        if (c === undefined) this.fail('unexpected end of file; missing "}"?');
-        if (afterComma && c === '}') this.fail('trailing comma before "}"');
-        if (c === "'") this.fail('property names must use double quotes');
-        this.fail('expected a property name in double quotes');
-      }
-      const keyAt = this.i;
-      const key = this.string();
-      if (keys.has(key)) {
-        this.duplicates.push({ path: [...path, key], message: `duplicate property ${JSON.stringify(key)}`, at: keyAt });
-      }
-      keys.add(key);
-      this.ws();
-      if (this.s[this.i] !== ':') this.fail('expected ":" after the property name');
-      this.i++;
-      this.value([...path, key]);
-      this.ws();
-      const d = this.s[this.i];
-      if (d === ',') {
-        this.i++;
-        afterComma = true;
-        continue;
-      }
-      if (d === '}') {
-        this.i++;
-        return;
-      }
-      if (d === undefined) this.fail('unexpected end of file; missing "}"?');
-      this.fail('expected "," or "}" after the property value');
-    }
-  }
-
-  private array(path: Array<string | number>): void {
-    this.i++; // [
-    this.ws();
-    if (this.s[this.i] === ']') {
-      this.i++;
-      return;
-    }
-    for (let index = 0; ; index++) {
-      this.ws();
-      if (this.s[this.i] === ']' && index > 0) this.fail('trailing comma before "]"');
-      this.value([...path, index]);
-      this.ws();
-      const d = this.s[this.i];
-      if (d === ',') {
-        this.i++;
-        continue;
-      }
-      if (d === ']') {
-        this.i++;
-        return;
-      }
-      if (d === undefined) this.fail('unexpected end of file; missing "]"?');
-      this.fail('expected "," or "]" after the array element');
-    }
-  }
-
-  private string(): string {
-    const start = this.i;
-    this.i++; // opening quote
-    const s = this.s;
-    for (;;) {
-      const c = s[this.i];
-      if (c === undefined) this.fail('unterminated string', start);
-      if (c === '"') {
-        this.i++;
-        return JSON.parse(s.slice(start, this.i)) as string;
-      }
-      if (c === '\\') {
-        const e = s[this.i + 1];
-        if (e === 'u') {
-          if (!/^[0-9a-fA-F]{4}$/.test(s.slice(this.i + 2, this.i + 6))) this.fail('invalid \\u escape in string');
-          this.i += 6;
-        } else if (e !== undefined && '"\\/bfnrt'.includes(e)) {
-          this.i += 2;
-        } else {
-          this.fail(`invalid escape "\\${e ?? ''}" in string (write a backslash as "\\\\")`);
-        }
-        continue;
-      }
-      if (c.charCodeAt(0) < 0x20) {
-        this.fail(c === '\n' || c === '\r' ? 'line break inside a string (missing closing quote?)' : 'control character inside a string');
-      }
-      this.i++;
-    }
-  }
-
-  private number(): void {
-    NUMBER_RE.lastIndex = this.i;
-    const m = NUMBER_RE.exec(this.s);
-    if (!m) this.fail('invalid number');
-    this.i += m[0].length;
-  }
 }

@@ -16,7 +16,8 @@ const UNITS: Record<string, number> = {
   p: 2 ** 50,
 };
 
-const SIZE_RE = /^(\d+)(?:\.(\d+))?\s*(?:([kmgtp])i?)?b?$/i;
+/** The string form; surrounding white space is ignored. No regex flags: it is also the JSON Schema pattern. */
+export const SIZE_RE = /^\s*(\d+)(?:\.(\d+))?\s*(?:([kmgtpKMGTP])[iI]?)?[bB]?\s*$/;
 
 /** Bytes for a size value, or undefined if it is not a valid positive size. */
 export function parseSize(value: unknown): number | undefined {
@@ -24,7 +25,7 @@ export function parseSize(value: unknown): number | undefined {
     return Number.isSafeInteger(value) && value > 0 ? value : undefined;
   }
   if (typeof value !== 'string') return undefined;
-  const m = SIZE_RE.exec(value.trim());
+  const m = SIZE_RE.exec(value);
   if (!m) return undefined;
   const mult = UNITS[(m[3] ?? '').toLowerCase()]!;
   const whole = Number(m[1]);

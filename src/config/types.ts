@@ -3,7 +3,7 @@ import type { ChapConfig } from './chap.js';
 /**
  * The effective configuration after validation and defaulting: what every other module reads.
  * The JSON file format (a superset with shorthands such as "0.0.0.0:3260" and "8G") is parsed
- * into this shape by config/load.ts.
+ * into this shape by config/load.ts (fields: config/schema.ts; building it: config/derive.ts).
  */
 export interface EffectiveConfig {
   portals: PortalConfig[];
