@@ -4,7 +4,7 @@
  * file (fallocate PUNCH_HOLE | KEEP_SIZE) and reports holes (SEEK_DATA / SEEK_HOLE) as
  * deallocated; a deallocated block reads as zeros (LBPRZ = 1).
  */
-import { Op, Sa, readU64, truncate, writeU64 } from './cdb.js';
+import { Op, Sa, readU64, truncate, writeU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import { PARTIAL_BLOCK, outOfRange, partialBlock, usableBytes } from './sbc.js';
@@ -191,22 +191,19 @@ async function getLbaStatus(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResp
 
 // --- table ---------------------------------------------------------------------------------------
 
-const CTL = 0x04;
-const L4 = [0xff, 0xff, 0xff, 0xff];
-const L8 = [...L4, ...L4];
 
 export const PROVISIONING_COMMANDS: readonly CommandDescriptor[] = [
   {
     name: 'WRITE SAME(10)',
     opcode: Op.WRITE_SAME_10,
-    usage: [Op.WRITE_SAME_10, 0xfe, ...L4, 0, 0xff, 0xff, CTL],
+    usage: [Op.WRITE_SAME_10, 0xfe, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
     handler: writeSame10,
   },
   {
     name: 'UNMAP',
     opcode: Op.UNMAP,
-    usage: [Op.UNMAP, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, CTL],
+    usage: [Op.UNMAP, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
     available: (lu) => lu.thinProvisioned,
     handler: unmap,
@@ -214,7 +211,7 @@ export const PROVISIONING_COMMANDS: readonly CommandDescriptor[] = [
   {
     name: 'WRITE SAME(16)',
     opcode: Op.WRITE_SAME_16,
-    usage: [Op.WRITE_SAME_16, 0xff, ...L8, ...L4, 0, CTL],
+    usage: [Op.WRITE_SAME_16, 0xff, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
     handler: writeSame16,
   },
@@ -222,7 +219,7 @@ export const PROVISIONING_COMMANDS: readonly CommandDescriptor[] = [
     name: 'GET LBA STATUS',
     opcode: Op.SERVICE_ACTION_IN_16,
     serviceAction: Sa.GET_LBA_STATUS,
-    usage: [Op.SERVICE_ACTION_IN_16, Sa.GET_LBA_STATUS, ...L8, ...L4, 0, CTL],
+    usage: [Op.SERVICE_ACTION_IN_16, Sa.GET_LBA_STATUS, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
     handler: getLbaStatus,
   },

@@ -5,7 +5,7 @@
  * write: COMPARE AND WRITE is atomic against every other write to the LU, as VMware's ATS locking
  * requires.
  */
-import { Op, readU64 } from './cdb.js';
+import { Op, readU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import { PARTIAL_BLOCK, outOfRange, partialBlock, tooLong, usableBytes } from './sbc.js';
@@ -180,43 +180,40 @@ async function writeAndVerify(lu: LogicalUnit, req: ScsiRequest, lba: number, bl
 
 // --- table ---------------------------------------------------------------------------------------
 
-const CTL = 0x04;
-const L4 = [0xff, 0xff, 0xff, 0xff];
-const L8 = [...L4, ...L4];
 
 export const COMPARE_COMMANDS: readonly CommandDescriptor[] = [
   {
     name: 'WRITE AND VERIFY(10)',
     opcode: Op.WRITE_AND_VERIFY_10,
-    usage: [Op.WRITE_AND_VERIFY_10, 0xf6, ...L4, 0, 0xff, 0xff, CTL],
+    usage: [Op.WRITE_AND_VERIFY_10, 0xf6, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
     handler: (lu, req) => writeAndVerify(lu, req, req.cdb.readUInt32BE(2), req.cdb.readUInt16BE(7), 7),
   },
   {
     name: 'WRITE AND VERIFY(16)',
     opcode: Op.WRITE_AND_VERIFY_16,
-    usage: [Op.WRITE_AND_VERIFY_16, 0xf6, ...L8, ...L4, 0, CTL],
+    usage: [Op.WRITE_AND_VERIFY_16, 0xf6, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
     handler: (lu, req) => writeAndVerify(lu, req, readU64(req.cdb, 2), req.cdb.readUInt32BE(10), 10),
   },
   {
     name: 'COMPARE AND WRITE',
     opcode: Op.COMPARE_AND_WRITE,
-    usage: [Op.COMPARE_AND_WRITE, 0xf8, ...L8, 0, 0, 0, 0xff, 0, CTL],
+    usage: [Op.COMPARE_AND_WRITE, 0xf8, ...FIELD64_USAGE, 0, 0, 0, 0xff, 0, CONTROL_USAGE],
     reservation: 'write',
     handler: compareAndWrite,
   },
   {
     name: 'ORWRITE(16)',
     opcode: Op.ORWRITE_16,
-    usage: [Op.ORWRITE_16, 0xf8, ...L8, ...L4, 0, CTL],
+    usage: [Op.ORWRITE_16, 0xf8, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
     handler: orwrite16,
   },
   {
     name: 'WRITE AND VERIFY(12)',
     opcode: Op.WRITE_AND_VERIFY_12,
-    usage: [Op.WRITE_AND_VERIFY_12, 0xf6, ...L4, ...L4, 0, CTL],
+    usage: [Op.WRITE_AND_VERIFY_12, 0xf6, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
     handler: (lu, req) => writeAndVerify(lu, req, req.cdb.readUInt32BE(2), req.cdb.readUInt32BE(6), 6),
   },

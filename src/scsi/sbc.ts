@@ -2,7 +2,7 @@
  * SBC-3 block commands: READ/WRITE(6/10/12/16), VERIFY(10/12/16), READ CAPACITY(10/16),
  * SYNCHRONIZE CACHE(10/16), START STOP UNIT.
  */
-import { Op, Sa, readU64, truncate, writeU64 } from './cdb.js';
+import { Op, Sa, readU64, truncate, writeU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import {
@@ -396,44 +396,41 @@ function startStopReservation(cdb: Buffer): 'allowed' | 'write' {
 
 // --- table ---------------------------------------------------------------------------------
 
-const CTL = 0x04; // CONTROL byte: NACA is examined (and rejected)
-const L4 = [0xff, 0xff, 0xff, 0xff];
-const L8 = [...L4, ...L4];
 
 export const SBC_COMMANDS: readonly CommandDescriptor[] = [
-  { name: 'READ(6)', opcode: Op.READ_6, usage: [Op.READ_6, 0x1f, 0xff, 0xff, 0xff, CTL], reservation: 'read', handler: read6 },
-  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [Op.WRITE_6, 0x1f, 0xff, 0xff, 0xff, CTL], reservation: 'write', handler: write6 },
+  { name: 'READ(6)', opcode: Op.READ_6, usage: [Op.READ_6, 0x1f, 0xff, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', handler: read6 },
+  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [Op.WRITE_6, 0x1f, 0xff, 0xff, 0xff, CONTROL_USAGE], reservation: 'write', handler: write6 },
   {
     name: 'START STOP UNIT',
     opcode: Op.START_STOP_UNIT,
-    usage: [Op.START_STOP_UNIT, 0x01, 0x00, 0x0f, 0xf7, CTL],
+    usage: [Op.START_STOP_UNIT, 0x01, 0x00, 0x0f, 0xf7, CONTROL_USAGE],
     reservation: startStopReservation,
     handler: startStopUnit,
   },
   {
     name: 'READ CAPACITY(10)',
     opcode: Op.READ_CAPACITY_10,
-    usage: [Op.READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, CTL],
+    usage: [Op.READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, CONTROL_USAGE],
     reservation: 'allowed',
     handler: readCapacity10,
   },
-  { name: 'READ(10)', opcode: Op.READ_10, usage: [Op.READ_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], reservation: 'read', handler: read10 },
-  { name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [Op.WRITE_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], reservation: 'write', handler: write10 },
-  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [Op.VERIFY_10, 0xf6, ...L4, 0, 0xff, 0xff, CTL], reservation: 'read', handler: verify10 },
+  { name: 'READ(10)', opcode: Op.READ_10, usage: [Op.READ_10, 0xfa, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', handler: read10 },
+  { name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [Op.WRITE_10, 0xfa, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'write', handler: write10 },
+  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [Op.VERIFY_10, 0xf6, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', handler: verify10 },
   {
     name: 'SYNCHRONIZE CACHE(10)',
     opcode: Op.SYNCHRONIZE_CACHE_10,
-    usage: [Op.SYNCHRONIZE_CACHE_10, 0x02, ...L4, 0, 0xff, 0xff, CTL],
+    usage: [Op.SYNCHRONIZE_CACHE_10, 0x02, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
     handler: syncCache10,
   },
-  { name: 'READ(16)', opcode: Op.READ_16, usage: [Op.READ_16, 0xfa, ...L8, ...L4, 0, CTL], reservation: 'read', handler: read16 },
-  { name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [Op.WRITE_16, 0xfa, ...L8, ...L4, 0, CTL], reservation: 'write', handler: write16 },
-  { name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [Op.VERIFY_16, 0xf6, ...L8, ...L4, 0, CTL], reservation: 'read', handler: verify16 },
+  { name: 'READ(16)', opcode: Op.READ_16, usage: [Op.READ_16, 0xfa, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', handler: read16 },
+  { name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [Op.WRITE_16, 0xfa, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'write', handler: write16 },
+  { name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [Op.VERIFY_16, 0xf6, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', handler: verify16 },
   {
     name: 'SYNCHRONIZE CACHE(16)',
     opcode: Op.SYNCHRONIZE_CACHE_16,
-    usage: [Op.SYNCHRONIZE_CACHE_16, 0x02, ...L8, ...L4, 0, CTL],
+    usage: [Op.SYNCHRONIZE_CACHE_16, 0x02, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
     handler: syncCache16,
   },
@@ -441,38 +438,38 @@ export const SBC_COMMANDS: readonly CommandDescriptor[] = [
     name: 'READ CAPACITY(16)',
     opcode: Op.SERVICE_ACTION_IN_16,
     serviceAction: Sa.READ_CAPACITY_16,
-    usage: [Op.SERVICE_ACTION_IN_16, Sa.READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.SERVICE_ACTION_IN_16, Sa.READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'allowed',
     handler: readCapacity16,
   },
-  { name: 'READ(12)', opcode: Op.READ_12, usage: [Op.READ_12, 0xfa, ...L4, ...L4, 0, CTL], reservation: 'read', handler: read12 },
-  { name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [Op.WRITE_12, 0xfa, ...L4, ...L4, 0, CTL], reservation: 'write', handler: write12 },
-  { name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [Op.VERIFY_12, 0xf6, ...L4, ...L4, 0, CTL], reservation: 'read', handler: verify12 },
+  { name: 'READ(12)', opcode: Op.READ_12, usage: [Op.READ_12, 0xfa, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', handler: read12 },
+  { name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [Op.WRITE_12, 0xfa, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'write', handler: write12 },
+  { name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [Op.VERIFY_12, 0xf6, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', handler: verify12 },
   {
     name: 'PRE-FETCH(10)',
     opcode: Op.PRE_FETCH_10,
-    usage: [Op.PRE_FETCH_10, 0x02, ...L4, 0, 0xff, 0xff, CTL],
+    usage: [Op.PRE_FETCH_10, 0x02, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'read',
     handler: (lu, req) => prefetch(lu, req.cdb.readUInt32BE(2), req.cdb.readUInt16BE(7)),
   },
   {
     name: 'PRE-FETCH(16)',
     opcode: Op.PRE_FETCH_16,
-    usage: [Op.PRE_FETCH_16, 0x02, ...L8, ...L4, 0, CTL],
+    usage: [Op.PRE_FETCH_16, 0x02, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
     handler: (lu, req) => prefetch(lu, readU64(req.cdb, 2), req.cdb.readUInt32BE(10)),
   },
   {
     name: 'READ DEFECT DATA(10)',
     opcode: Op.READ_DEFECT_DATA_10,
-    usage: [Op.READ_DEFECT_DATA_10, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, CTL],
+    usage: [Op.READ_DEFECT_DATA_10, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'read',
     handler: (_lu, req) => readDefectData(req, false),
   },
   {
     name: 'READ DEFECT DATA(12)',
     opcode: Op.READ_DEFECT_DATA_12,
-    usage: [Op.READ_DEFECT_DATA_12, 0x1f, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.READ_DEFECT_DATA_12, 0x1f, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
     handler: (_lu, req) => readDefectData(req, true),
   },

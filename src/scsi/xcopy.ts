@@ -8,7 +8,7 @@
  * from VPD page 83h; only logical units of this SCSI target device can be copied from or to.
  * Segments run in order, each in chunks under the destination's shared write lock.
  */
-import { Op, readU64, truncate } from './cdb.js';
+import { Op, readU64, truncate, CONTROL_USAGE, FIELD32_USAGE } from './cdb.js';
 import type { CommandDescriptor, DeviceContext } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import { outOfRange } from './sbc.js';
@@ -275,15 +275,13 @@ export function thirdPartyCopyPage(): Buffer {
   return page;
 }
 
-const CTL = 0x04;
-const L4 = [0xff, 0xff, 0xff, 0xff];
 
 export const XCOPY_COMMANDS: readonly CommandDescriptor[] = [
   {
     name: 'EXTENDED COPY(LID1)',
     opcode: Op.EXTENDED_COPY,
     serviceAction: 0x00,
-    usage: [Op.EXTENDED_COPY, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.EXTENDED_COPY, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
     handler: extendedCopy,
   },
@@ -291,7 +289,7 @@ export const XCOPY_COMMANDS: readonly CommandDescriptor[] = [
     name: 'RECEIVE COPY RESULTS (COPY STATUS)',
     opcode: Op.RECEIVE_COPY_RESULTS,
     serviceAction: RcrSa.COPY_STATUS,
-    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.COPY_STATUS, 0xff, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.COPY_STATUS, 0xff, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
     handler: receiveCopyResults,
   },
@@ -299,7 +297,7 @@ export const XCOPY_COMMANDS: readonly CommandDescriptor[] = [
     name: 'RECEIVE COPY RESULTS (OPERATING PARAMETERS)',
     opcode: Op.RECEIVE_COPY_RESULTS,
     serviceAction: RcrSa.OPERATING_PARAMETERS,
-    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.OPERATING_PARAMETERS, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.OPERATING_PARAMETERS, 0, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'allowed',
     handler: receiveCopyResults,
   },
