@@ -7,7 +7,7 @@
 import { Op, Sa, readU64, truncate, writeU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
-import { PARTIAL_BLOCK, outOfRange, partialBlock, usableBytes } from './sbc.js';
+import { PARTIAL_BLOCK, outOfRange, partialBlock, usableBytes } from './block-transfer.js';
 import {
   good,
   invalidFieldInCdb,

@@ -11,7 +11,7 @@
 import { Op, readU64, truncate, CONTROL_USAGE, FIELD32_USAGE } from './cdb.js';
 import type { CommandDescriptor, DeviceContext } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
-import { outOfRange } from './sbc.js';
+import { outOfRange } from './block-transfer.js';
 import {
   Asc,
   SenseKey,
