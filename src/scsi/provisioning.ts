@@ -16,7 +16,6 @@ import {
   parameterListLengthError,
   readError,
   writeError,
-  writeProtected,
 } from './sense.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
 
@@ -44,7 +43,6 @@ async function deallocate(lu: LogicalUnit, lba: number, blocks: number): Promise
 async function unmap(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
   const c = req.cdb;
   if (c[1]! & 0x01) return invalidFieldInCdb(1, 0); // ANCHOR: ANC_SUP = 0
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
   const listLen = c.readUInt16BE(7);
   if (listLen === 0) return good(); // not an error: nothing to unmap
   if (listLen < 8) return parameterListLengthError();
@@ -82,7 +80,6 @@ async function writeSame(lu: LogicalUnit, req: ScsiRequest, lba: number, nblocks
   if (b1 & 0x06) return invalidFieldInCdb(1, b1 & 0x04 ? 2 : 1); // PBDATA / LBDATA (obsolete): not supported
   const unmapBit = (b1 & 0x08) !== 0;
   if (unmapBit && !lu.thinProvisioned) return invalidFieldInCdb(1, 3);
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
   if (lba >= lu.blocks) return lbaOutOfRange();
   // WSNZ = 1: NUMBER OF LOGICAL BLOCKS 0 ("through the last block") is not supported; one command
   // writes at most MAXIMUM WRITE SAME LENGTH blocks, so its run time stays bounded.
@@ -191,13 +188,13 @@ async function getLbaStatus(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResp
 
 // --- table ---------------------------------------------------------------------------------------
 
-
 export const PROVISIONING_COMMANDS: readonly CommandDescriptor[] = [
   {
     name: 'WRITE SAME(10)',
     opcode: Op.WRITE_SAME_10,
     usage: [Op.WRITE_SAME_10, 0xfe, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: writeSame10,
   },
   {
@@ -206,6 +203,7 @@ export const PROVISIONING_COMMANDS: readonly CommandDescriptor[] = [
     usage: [Op.UNMAP, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
     available: (lu) => lu.thinProvisioned,
+    modifies: 'medium',
     handler: unmap,
   },
   {
@@ -213,6 +211,7 @@ export const PROVISIONING_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.WRITE_SAME_16,
     usage: [Op.WRITE_SAME_16, 0xff, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: writeSame16,
   },
   {
@@ -221,6 +220,7 @@ export const PROVISIONING_COMMANDS: readonly CommandDescriptor[] = [
     serviceAction: Sa.GET_LBA_STATUS,
     usage: [Op.SERVICE_ACTION_IN_16, Sa.GET_LBA_STATUS, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: getLbaStatus,
   },
 ];

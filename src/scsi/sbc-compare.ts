@@ -17,7 +17,6 @@ import {
   readError,
   senseError,
   writeError,
-  writeProtected,
 } from './sense.js';
 import { ScsiStatus, type ScsiRequest, type ScsiResponse } from './types.js';
 
@@ -75,7 +74,6 @@ async function readModifyWrite(
  */
 async function compareAndWrite(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
   const c = req.cdb;
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
   const lba = readU64(c, 2);
   const blocks = c[13]!;
   const bs = lu.blockSize;
@@ -105,7 +103,6 @@ async function compareAndWrite(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiR
 
 /** ORWRITE(16), SBC-3 §5.8 (BMOP 000b): medium := medium OR Data-Out, under the exclusive lock. */
 async function orwrite16(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
   const w = openWrite(lu, req.cdb);
   if ('status' in w) return w;
   const data = writeData(w, req.dataOut, lu.blockSize);
@@ -129,7 +126,6 @@ async function orwrite16(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiRespons
 async function writeAndVerify(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
   const bytchk = (req.cdb[1]! >> 1) & 0x03;
   if (bytchk > 1) return invalidFieldInCdb(1, 2);
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
   const w = openWrite(lu, req.cdb);
   if ('status' in w) return w;
   const data = writeData(w, req.dataOut, lu.blockSize);
@@ -163,13 +159,13 @@ async function writeAndVerify(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiRe
 
 // --- table ---------------------------------------------------------------------------------------
 
-
 export const COMPARE_COMMANDS: readonly CommandDescriptor[] = [
   {
     name: 'WRITE AND VERIFY(10)',
     opcode: Op.WRITE_AND_VERIFY_10,
     usage: [Op.WRITE_AND_VERIFY_10, 0xf6, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: writeAndVerify,
   },
   {
@@ -177,6 +173,7 @@ export const COMPARE_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.WRITE_AND_VERIFY_16,
     usage: [Op.WRITE_AND_VERIFY_16, 0xf6, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: writeAndVerify,
   },
   {
@@ -184,6 +181,7 @@ export const COMPARE_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.COMPARE_AND_WRITE,
     usage: [Op.COMPARE_AND_WRITE, 0xf8, ...FIELD64_USAGE, 0, 0, 0, 0xff, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: compareAndWrite,
   },
   {
@@ -191,6 +189,7 @@ export const COMPARE_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.ORWRITE_16,
     usage: [Op.ORWRITE_16, 0xf8, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: orwrite16,
   },
   {
@@ -198,6 +197,7 @@ export const COMPARE_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.WRITE_AND_VERIFY_12,
     usage: [Op.WRITE_AND_VERIFY_12, 0xf6, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: writeAndVerify,
   },
 ];

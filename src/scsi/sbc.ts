@@ -3,6 +3,7 @@
  * SYNCHRONIZE CACHE(10/16), START STOP UNIT.
  */
 import { Op, Sa, readU64, truncate, writeU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
+import { ACTIVE_OR_STANDBY } from './alua.js';
 import { PARTIAL_BLOCK, blockCdb, openBlockTransfer, openWrite, outOfRange, partialBlock, usableBytes, writeData, type OpenedWrite } from './block-transfer.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
@@ -15,7 +16,6 @@ import {
   readError,
   senseError,
   writeError,
-  writeProtected,
 } from './sense.js';
 import { ScsiStatus, type DataOutStream, type ScsiRequest, type ScsiResponse } from './types.js';
 
@@ -50,7 +50,6 @@ async function readInto(lu: LogicalUnit, buf: Buffer, offset: number, transferLe
 
 /** WRITE(6/10/12/16), SBC-3 §5.32-§5.35. */
 function write(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
   const w = openWrite(lu, req.cdb);
   if ('status' in w) return w;
   if (req.dataOutStream !== undefined) return writeStream(lu, req.dataOutStream, w);
@@ -272,15 +271,15 @@ function startStopReservation(cdb: Buffer): 'allowed' | 'write' {
 
 // --- table ---------------------------------------------------------------------------------
 
-
 export const SBC_COMMANDS: readonly CommandDescriptor[] = [
-  { name: 'READ(6)', opcode: Op.READ_6, usage: [Op.READ_6, 0x1f, 0xff, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', handler: read },
-  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [Op.WRITE_6, 0x1f, 0xff, 0xff, 0xff, CONTROL_USAGE], reservation: 'write', handler: write },
+  { name: 'READ(6)', opcode: Op.READ_6, usage: [Op.READ_6, 0x1f, 0xff, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: read },
+  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [Op.WRITE_6, 0x1f, 0xff, 0xff, 0xff, CONTROL_USAGE], reservation: 'write', modifies: 'medium', streamsDataOut: true, handler: write },
   {
     name: 'START STOP UNIT',
     opcode: Op.START_STOP_UNIT,
     usage: [Op.START_STOP_UNIT, 0x01, 0x00, 0x0f, 0xf7, CONTROL_USAGE],
     reservation: startStopReservation,
+    modifies: 'nothing',
     handler: startStopUnit,
   },
   {
@@ -288,26 +287,30 @@ export const SBC_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.READ_CAPACITY_10,
     usage: [Op.READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, CONTROL_USAGE],
     reservation: 'allowed',
+    modifies: 'nothing',
+    alua: ACTIVE_OR_STANDBY,
     handler: readCapacity10,
   },
-  { name: 'READ(10)', opcode: Op.READ_10, usage: [Op.READ_10, 0xfa, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', handler: read },
-  { name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [Op.WRITE_10, 0xfa, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'write', handler: write },
-  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [Op.VERIFY_10, 0xf6, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', handler: verify },
+  { name: 'READ(10)', opcode: Op.READ_10, usage: [Op.READ_10, 0xfa, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: read },
+  { name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [Op.WRITE_10, 0xfa, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'write', modifies: 'medium', streamsDataOut: true, handler: write },
+  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [Op.VERIFY_10, 0xf6, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: verify },
   {
     name: 'SYNCHRONIZE CACHE(10)',
     opcode: Op.SYNCHRONIZE_CACHE_10,
     usage: [Op.SYNCHRONIZE_CACHE_10, 0x02, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'nothing',
     handler: syncCache10,
   },
-  { name: 'READ(16)', opcode: Op.READ_16, usage: [Op.READ_16, 0xfa, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', handler: read },
-  { name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [Op.WRITE_16, 0xfa, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'write', handler: write },
-  { name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [Op.VERIFY_16, 0xf6, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', handler: verify },
+  { name: 'READ(16)', opcode: Op.READ_16, usage: [Op.READ_16, 0xfa, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: read },
+  { name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [Op.WRITE_16, 0xfa, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'write', modifies: 'medium', streamsDataOut: true, handler: write },
+  { name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [Op.VERIFY_16, 0xf6, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: verify },
   {
     name: 'SYNCHRONIZE CACHE(16)',
     opcode: Op.SYNCHRONIZE_CACHE_16,
     usage: [Op.SYNCHRONIZE_CACHE_16, 0x02, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'nothing',
     handler: syncCache16,
   },
   {
@@ -316,16 +319,19 @@ export const SBC_COMMANDS: readonly CommandDescriptor[] = [
     serviceAction: Sa.READ_CAPACITY_16,
     usage: [Op.SERVICE_ACTION_IN_16, Sa.READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'allowed',
+    modifies: 'nothing',
+    alua: ACTIVE_OR_STANDBY,
     handler: readCapacity16,
   },
-  { name: 'READ(12)', opcode: Op.READ_12, usage: [Op.READ_12, 0xfa, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', handler: read },
-  { name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [Op.WRITE_12, 0xfa, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'write', handler: write },
-  { name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [Op.VERIFY_12, 0xf6, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', handler: verify },
+  { name: 'READ(12)', opcode: Op.READ_12, usage: [Op.READ_12, 0xfa, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: read },
+  { name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [Op.WRITE_12, 0xfa, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'write', modifies: 'medium', streamsDataOut: true, handler: write },
+  { name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [Op.VERIFY_12, 0xf6, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: verify },
   {
     name: 'PRE-FETCH(10)',
     opcode: Op.PRE_FETCH_10,
     usage: [Op.PRE_FETCH_10, 0x02, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: (lu, req) => prefetch(lu, req.cdb.readUInt32BE(2), req.cdb.readUInt16BE(7)),
   },
   {
@@ -333,6 +339,7 @@ export const SBC_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.PRE_FETCH_16,
     usage: [Op.PRE_FETCH_16, 0x02, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: (lu, req) => prefetch(lu, readU64(req.cdb, 2), req.cdb.readUInt32BE(10)),
   },
   {
@@ -340,6 +347,7 @@ export const SBC_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.READ_DEFECT_DATA_10,
     usage: [Op.READ_DEFECT_DATA_10, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: (_lu, req) => readDefectData(req, false),
   },
   {
@@ -347,6 +355,7 @@ export const SBC_COMMANDS: readonly CommandDescriptor[] = [
     opcode: Op.READ_DEFECT_DATA_12,
     usage: [Op.READ_DEFECT_DATA_12, 0x1f, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: (_lu, req) => readDefectData(req, true),
   },
 ];

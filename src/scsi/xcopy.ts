@@ -9,7 +9,7 @@
  * Segments run in order, each in chunks under the destination's shared write lock.
  */
 import { Op, readU64, truncate, CONTROL_USAGE, FIELD32_USAGE } from './cdb.js';
-import type { CommandDescriptor, DeviceContext } from './command-table.js';
+import type { CommandDescriptor, DeviceContext, Modification } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import { outOfRange } from './block-transfer.js';
 import {
@@ -275,6 +275,14 @@ export function thirdPartyCopyPage(): Buffer {
   return page;
 }
 
+/**
+ * EXTENDED COPY with a parameter list writes the medium of its copy destinations: a read-only
+ * I_T nexus (or a read-only addressed LU) is refused before anything is parsed. Each segment's
+ * destination is checked again as a WRITE would be (`copyTargetRefusal`).
+ */
+function extendedCopyModifies(cdb: Buffer): Modification {
+  return cdb.readUInt32BE(10) === 0 ? 'nothing' : 'medium';
+}
 
 export const XCOPY_COMMANDS: readonly CommandDescriptor[] = [
   {
@@ -283,6 +291,7 @@ export const XCOPY_COMMANDS: readonly CommandDescriptor[] = [
     serviceAction: 0x00,
     usage: [Op.EXTENDED_COPY, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: extendedCopyModifies,
     handler: extendedCopy,
   },
   {
@@ -291,6 +300,7 @@ export const XCOPY_COMMANDS: readonly CommandDescriptor[] = [
     serviceAction: RcrSa.COPY_STATUS,
     usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.COPY_STATUS, 0xff, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: receiveCopyResults,
   },
   {
@@ -299,6 +309,7 @@ export const XCOPY_COMMANDS: readonly CommandDescriptor[] = [
     serviceAction: RcrSa.OPERATING_PARAMETERS,
     usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.OPERATING_PARAMETERS, 0, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'allowed',
+    modifies: 'nothing',
     handler: receiveCopyResults,
   },
 ];
