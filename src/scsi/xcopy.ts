@@ -20,11 +20,9 @@ import {
   invalidFieldInCdb,
   invalidFieldInParameterList,
   parameterListLengthError,
-  reservationConflict,
   senseError,
-  writeProtected,
 } from './sense.js';
-import type { ScsiRequest, ScsiResponse } from './types.js';
+import type { ItNexus, ScsiRequest, ScsiResponse } from './types.js';
 
 export const XCOPY_LIMITS = {
   /** MAXIMUM CSCD DESCRIPTOR COUNT. */
@@ -96,6 +94,8 @@ interface Segment {
   src: number;
   dst: number;
   blocks: number;
+  /** DC: NUMBER OF BLOCKS counts destination blocks (else source blocks). */
+  destinationCount: boolean;
   srcLba: number;
   dstLba: number;
   /** Offset of the descriptor in the parameter list (for field pointers). */
@@ -159,6 +159,7 @@ async function extendedCopy(lu: LogicalUnit, req: ScsiRequest, dev: DeviceContex
       src: p.readUInt16BE(o + 4),
       dst: p.readUInt16BE(o + 6),
       blocks: p.readUInt16BE(o + 10),
+      destinationCount: (p[o + 1]! & 0x02) !== 0,
       srcLba: readU64(p, o + 12),
       dstLba: readU64(p, o + 20),
       at: o,
@@ -166,7 +167,8 @@ async function extendedCopy(lu: LogicalUnit, req: ScsiRequest, dev: DeviceContex
     o += dlen;
   }
 
-  // Processing (errors from here on are COPY ABORTED and leave held status data).
+  // Every segment is checked before anything is copied: a copy that cannot complete writes nothing.
+  // Errors from here on are COPY ABORTED (the segment in the sense data) and leave held status data.
   const status: CopyStatus = { status: 0x01, segmentsProcessed: 0, transferred: 0 };
   const hold = (): void => {
     if (listIdUsage !== 0x03) lu.copyManager.hold(req.nexus.id, listId, status);
@@ -176,44 +178,94 @@ async function extendedCopy(lu: LogicalUnit, req: ScsiRequest, dev: DeviceContex
     hold();
     return copyAborted(asc, segment);
   };
+  const plans: SegmentPlan[] = [];
   for (let i = 0; i < segments.length; i++) {
-    const s = segments[i]!;
-    const src = targets[s.src];
-    const dst = targets[s.dst];
-    if (s.src >= targets.length || s.dst >= targets.length || src === undefined || dst === undefined) {
-      return abort(Asc.UNREACHABLE_COPY_TARGET, i);
-    }
-    if (dst.readOnly || req.nexus.readOnly) return writeProtected();
-    if (src !== lu && src.reservations.conflicts('read', req.nexus)) return reservationConflict();
-    if (dst !== lu && dst.reservations.conflicts('write', req.nexus)) return reservationConflict();
-    // A range the copy target cannot address: the copy is aborted (the segment is in the sense data).
-    if (outOfRange(src, s.srcLba, s.blocks) || outOfRange(dst, s.dstLba, s.blocks)) return abort(Asc.NO_ADDITIONAL_SENSE, i);
-    const bs = src.blockSize;
-    const per = Math.max(1, Math.floor(COPY_CHUNK / bs));
-    const buf = Buffer.allocUnsafe(Math.min(per, Math.max(s.blocks, 1)) * bs);
-    for (let done = 0; done < s.blocks; ) {
-      const n = Math.min(per, s.blocks - done);
-      const chunk = n * bs === buf.length ? buf : buf.subarray(0, n * bs);
-      try {
-        await src.backend.read(chunk, (s.srcLba + done) * bs);
-      } catch {
-        return abort(Asc.UNRECOVERED_READ_ERROR, i);
-      }
-      const release = await dst.locks.acquire(s.dstLba + done, n, false);
-      try {
-        await dst.backend.write(chunk, (s.dstLba + done) * bs, !dst.writeCache);
-      } catch {
-        return abort(Asc.WRITE_ERROR, i);
-      } finally {
-        release();
-      }
-      done += n;
-      status.transferred += n * bs;
-    }
+    const plan = planSegment(segments[i]!, targets);
+    if (typeof plan === 'number') return abort(plan, i);
+    // Refused as the READ / WRITE itself would be: nothing has been copied yet.
+    const refused = copyTargetsRefusal(plan, req.nexus);
+    if (refused !== undefined) return refused;
+    plans.push(plan);
+  }
+  for (let i = 0; i < plans.length; i++) {
+    const asc = await copySegment(plans[i]!, req.nexus, status);
+    if (asc !== undefined) return abort(asc, i);
     status.segmentsProcessed++;
   }
   hold();
   return good();
+}
+
+/** One block → block segment resolved against its copy targets. */
+interface SegmentPlan {
+  src: LogicalUnit;
+  dst: LogicalUnit;
+  /** Byte offsets on each copy target, and the bytes to copy. */
+  srcOffset: number;
+  dstOffset: number;
+  bytes: number;
+}
+
+/**
+ * Resolve a block → block segment (SPC-4 §6.4.6.3, descriptor 02h): the source LBA counts source
+ * blocks and the destination LBA destination blocks; NUMBER OF BLOCKS counts source blocks, or
+ * destination blocks with DC = 1. Returns the ASC of the COPY ABORTED that ends the command when
+ * the segment cannot be copied: an unknown copy target (UNREACHABLE COPY TARGET); bytes that are
+ * not whole blocks on both sides (UNEXPECTED INEXACT SEGMENT: residue handling is not offered);
+ * a range past either capacity (LOGICAL BLOCK ADDRESS OUT OF RANGE, what the copy target itself
+ * would have answered).
+ */
+function planSegment(s: Segment, targets: readonly (LogicalUnit | undefined)[]): SegmentPlan | number {
+  const src = targets[s.src];
+  const dst = targets[s.dst];
+  if (src === undefined || dst === undefined) return Asc.UNREACHABLE_COPY_TARGET;
+  const bytes = s.blocks * (s.destinationCount ? dst.blockSize : src.blockSize);
+  if (bytes % src.blockSize !== 0 || bytes % dst.blockSize !== 0) return Asc.UNEXPECTED_INEXACT_SEGMENT;
+  if (outOfRange(src, s.srcLba, bytes / src.blockSize) || outOfRange(dst, s.dstLba, bytes / dst.blockSize)) return Asc.LBA_OUT_OF_RANGE;
+  return { src, dst, srcOffset: s.srcLba * src.blockSize, dstOffset: s.dstLba * dst.blockSize, bytes };
+}
+
+/**
+ * What the copy targets would answer this nexus' READ (source) and WRITE (destination) with
+ * before running it: NOT READY, ALUA state, reservation conflict, write protection (issue: a copy
+ * must not reach a logical unit that refuses I/O).
+ */
+function copyTargetsRefusal(plan: SegmentPlan, nexus: ItNexus): ScsiResponse | undefined {
+  return plan.src.copyTargetRefusal('read', nexus) ?? plan.dst.copyTargetRefusal('write', nexus);
+}
+
+/**
+ * Copy one segment in chunks, each written under the destination's shared range lock over exactly
+ * the destination blocks it writes. The copy targets' access is checked again before each chunk,
+ * so a reservation preempted or an access state changed mid-copy stops it. Returns the ASC of the
+ * COPY ABORTED on failure.
+ */
+async function copySegment(plan: SegmentPlan, nexus: ItNexus, status: CopyStatus): Promise<number | undefined> {
+  const { src, dst, bytes } = plan;
+  const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, bytes));
+  for (let done = 0; done < bytes; ) {
+    // COPY_CHUNK is a multiple of every block size (powers of two up to 64 KiB), so chunks are whole blocks on both sides.
+    const n = Math.min(COPY_CHUNK, bytes - done);
+    const chunk = n === buf.length ? buf : buf.subarray(0, n);
+    if (copyTargetsRefusal(plan, nexus) !== undefined) return Asc.COPY_TARGET_DEVICE_NOT_REACHABLE;
+    try {
+      await src.backend.read(chunk, plan.srcOffset + done);
+    } catch {
+      return Asc.UNRECOVERED_READ_ERROR;
+    }
+    const at = plan.dstOffset + done;
+    const release = await dst.locks.acquire(at / dst.blockSize, n / dst.blockSize, false);
+    try {
+      await dst.backend.write(chunk, at, !dst.writeCache);
+    } catch {
+      return Asc.WRITE_ERROR;
+    } finally {
+      release();
+    }
+    done += n;
+    status.transferred += n;
+  }
+  return undefined;
 }
 
 /** RECEIVE COPY RESULTS (LID1), SPC-4 §6.18. */
