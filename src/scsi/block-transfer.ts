@@ -4,7 +4,7 @@
  */
 import { cdbLengthOfOpcode, readU64 } from './cdb.js';
 import type { LogicalUnit } from './logical-unit.js';
-import { Asc, SenseKey, invalidFieldInCdb, lbaOutOfRange, senseError } from './sense.js';
+import { Asc, SenseKey, invalidFieldInCdb, lbaOutOfRange, senseError, writeError } from './sense.js';
 import { ScsiStatus, type ScsiResponse } from './types.js';
 
 /** LOGICAL BLOCK ADDRESS, TRANSFER LENGTH (and the byte it starts at) and FUA of a block CDB. */
@@ -124,4 +124,27 @@ export function usableBytes(data: Buffer | undefined, need: number, blockSize: n
 
 export function partialBlock(): ScsiResponse {
   return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
+}
+
+/**
+ * Run `writes` (non-durable backend writes of [lba, lba + blocks)) under the shared range lock:
+ * concurrent writes proceed, but never inside a COMPARE AND WRITE (or other read-modify-write) of
+ * an overlapping range. With `durable` (FUA, WCE = 0) the file is flushed before status. A failure
+ * ends the command with the write error sense, never GOOD.
+ */
+export async function writeUnderSharedLock(
+  lu: LogicalUnit, lba: number, blocks: number, durable: boolean, transferLength: number, writes: () => Promise<void>,
+): Promise<ScsiResponse> {
+  // Uncontended, the lock is granted synchronously.
+  let release = lu.locks.acquire(lba, blocks, false);
+  if (typeof release !== 'function') release = await release;
+  try {
+    await writes();
+    if (durable) await lu.backend.flush();
+  } catch (err) {
+    return { ...writeError(err), transferLength };
+  } finally {
+    release();
+  }
+  return { status: ScsiStatus.Good, transferLength };
 }

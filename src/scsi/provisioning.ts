@@ -7,7 +7,7 @@
 import { Op, Sa, readU64, truncate, writeU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
-import { PARTIAL_BLOCK, outOfRange, partialBlock, usableBytes } from './block-transfer.js';
+import { PARTIAL_BLOCK, outOfRange, partialBlock, protectionFieldSet, usableBytes, writeUnderSharedLock } from './block-transfer.js';
 import {
   good,
   invalidFieldInCdb,
@@ -75,7 +75,8 @@ async function unmap(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
 
 async function writeSame(lu: LogicalUnit, req: ScsiRequest, lba: number, nblocks: number, ndob: boolean, lenByte: number): Promise<ScsiResponse> {
   const b1 = req.cdb[1]!;
-  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // WRPROTECT without protection information
+  const protection = protectionFieldSet(req.cdb); // WRPROTECT
+  if (protection !== undefined) return protection;
   if (b1 & 0x10) return invalidFieldInCdb(1, 4); // ANCHOR: ANC_SUP = 0
   if (b1 & 0x06) return invalidFieldInCdb(1, b1 & 0x04 ? 2 : 1); // PBDATA / LBDATA (obsolete): not supported
   const unmapBit = (b1 & 0x08) !== 0;
@@ -107,25 +108,17 @@ async function writeSame(lu: LogicalUnit, req: ScsiRequest, lba: number, nblocks
     return r ? { ...r, transferLength } : { ...good(), transferLength };
   }
 
-  const release = await lu.locks.acquire(lba, blocks, false);
-  try {
-    const per = Math.max(1, Math.floor(WRITE_SAME_CHUNK / bs));
-    const chunkBlocks = Math.min(per, blocks);
-    const chunk = Buffer.allocUnsafe(chunkBlocks * bs);
-    for (let o = 0; o < chunk.length; o += bs) block.copy(chunk, o);
-    const durable = !lu.writeCache;
+  const per = Math.max(1, Math.floor(WRITE_SAME_CHUNK / bs));
+  const chunkBlocks = Math.min(per, blocks);
+  const chunk = Buffer.allocUnsafe(chunkBlocks * bs);
+  for (let o = 0; o < chunk.length; o += bs) block.copy(chunk, o);
+  return writeUnderSharedLock(lu, lba, blocks, !lu.writeCache, transferLength, async () => {
     for (let done = 0; done < blocks; ) {
       const n = Math.min(chunkBlocks, blocks - done);
       await lu.backend.write(n === chunkBlocks ? chunk : chunk.subarray(0, n * bs), (lba + done) * bs, false);
       done += n;
     }
-    if (durable) await lu.backend.flush();
-  } catch (err) {
-    return { ...writeError(err), transferLength };
-  } finally {
-    release();
-  }
-  return { ...good(), transferLength };
+  });
 }
 
 function writeSame10(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {

@@ -4,7 +4,7 @@
  */
 import { Op, Sa, readU64, truncate, writeU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
 import { ACTIVE_OR_STANDBY } from './alua.js';
-import { PARTIAL_BLOCK, blockCdb, openBlockTransfer, openWrite, outOfRange, partialBlock, usableBytes, writeData, type OpenedWrite } from './block-transfer.js';
+import { PARTIAL_BLOCK, blockCdb, openBlockTransfer, openWrite, outOfRange, partialBlock, usableBytes, writeData, writeUnderSharedLock, type OpenedWrite } from './block-transfer.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import {
@@ -85,9 +85,7 @@ async function writeStream(lu: LogicalUnit, stream: DataOutStream, w: OpenedWrit
   const limit = Math.min(transferLength, stream.length);
   if (limit % bs !== 0) return { ...partialBlock(), transferLength };
   const base = lba * bs;
-  let release = lu.locks.acquire(lba, blocks, false);
-  if (typeof release !== 'function') release = await release;
-  try {
+  return writeUnderSharedLock(lu, lba, blocks, durable, transferLength, async () => {
     let pos = 0;
     for (let pieces = await stream.next(); pieces !== null; pieces = await stream.next()) {
       let bytes = 0;
@@ -96,13 +94,7 @@ async function writeStream(lu: LogicalUnit, stream: DataOutStream, w: OpenedWrit
       if (usable > 0) await lu.backend.write(usable === bytes ? pieces : leadingBytes(pieces, usable), base + pos, false);
       pos += bytes;
     }
-    if (durable) await lu.backend.flush();
-  } catch (err) {
-    return { ...writeError(err), transferLength };
-  } finally {
-    release();
-  }
-  return { status: ScsiStatus.Good, transferLength };
+  });
 }
 
 /** The first `n` bytes of `bufs`, as views. */
