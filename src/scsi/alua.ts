@@ -24,9 +24,7 @@ export const ACTIVE_OR_STANDBY: AluaAccess = [...ACTIVE_ONLY, 'standby'];
 export const ANY_STATE: AluaAccess = [...ACTIVE_OR_STANDBY, 'unavailable', 'transitioning'];
 
 /** NOT READY additional sense for a command a state refuses, as (ASC << 8) | ASCQ (SPC-4 §5.15.2). */
-const REFUSAL: Record<AluaState, number | undefined> = {
-  'active/optimized': undefined,
-  'active/non-optimized': undefined,
+const REFUSAL: Record<Exclude<AluaState, 'active/optimized' | 'active/non-optimized'>, number> = {
   /** LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE. */
   standby: 0x040b,
   /** LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE. */
@@ -35,9 +33,12 @@ const REFUSAL: Record<AluaState, number | undefined> = {
   transitioning: 0x040a,
 };
 
-/** CHECK CONDITION / NOT READY with the state's ASC/ASCQ when `state` does not let the command through. */
+/**
+ * CHECK CONDITION / NOT READY with the state's ASC/ASCQ when `state` does not let the command
+ * through. The active states process every command (SPC-4 §5.15.2.2, §5.15.2.3).
+ */
 export function aluaRefusal(state: AluaState, allowed: AluaAccess): ScsiResponse | undefined {
-  if (allowed.includes(state)) return undefined;
-  const code = REFUSAL[state] ?? 0x040a;
+  if (state === 'active/optimized' || state === 'active/non-optimized' || allowed.includes(state)) return undefined;
+  const code = REFUSAL[state];
   return checkCondition(SenseKey.NOT_READY, code >> 8, code & 0xff);
 }
