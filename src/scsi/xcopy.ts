@@ -212,8 +212,9 @@ interface SegmentPlan {
  * destination blocks with DC = 1. Returns the ASC of the COPY ABORTED that ends the command when
  * the segment cannot be copied: an unknown copy target (UNREACHABLE COPY TARGET); bytes that are
  * not whole blocks on both sides (UNEXPECTED INEXACT SEGMENT: residue handling is not offered);
- * a range past either capacity (LOGICAL BLOCK ADDRESS OUT OF RANGE, what the copy target itself
- * would have answered).
+ * a range past either capacity (NO ADDITIONAL SENSE INFORMATION: SPC-4 names no code for it, and
+ * libiscsi's ExtendedCopy.ValidSegDescr requires COPY ABORTED with 00h/00h; the segment is in the
+ * COMMAND-SPECIFIC INFORMATION).
  */
 function planSegment(s: Segment, targets: readonly (LogicalUnit | undefined)[]): SegmentPlan | number {
   const src = targets[s.src];
@@ -221,7 +222,7 @@ function planSegment(s: Segment, targets: readonly (LogicalUnit | undefined)[]):
   if (src === undefined || dst === undefined) return Asc.UNREACHABLE_COPY_TARGET;
   const bytes = s.blocks * (s.destinationCount ? dst.blockSize : src.blockSize);
   if (bytes % src.blockSize !== 0 || bytes % dst.blockSize !== 0) return Asc.UNEXPECTED_INEXACT_SEGMENT;
-  if (outOfRange(src, s.srcLba, bytes / src.blockSize) || outOfRange(dst, s.dstLba, bytes / dst.blockSize)) return Asc.LBA_OUT_OF_RANGE;
+  if (outOfRange(src, s.srcLba, bytes / src.blockSize) || outOfRange(dst, s.dstLba, bytes / dst.blockSize)) return Asc.NO_ADDITIONAL_SENSE;
   return { src, dst, srcOffset: s.srcLba * src.blockSize, dstOffset: s.dstLba * dst.blockSize, bytes };
 }
 

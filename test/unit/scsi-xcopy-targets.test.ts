@@ -56,7 +56,7 @@ describe('EXTENDED COPY across block sizes (issue 11 #5)', () => {
     expect(m1.data.subarray(80 * 512, 88 * 512).every((b) => b === 0)).toBe(true);
     // 8 source blocks (64 destination blocks) at destination LBA 2040 of 2048: out of range, nothing written.
     const writes = m1.stats.writes;
-    const s = expectSense(await copy([segment(8, 0, 2040)]), COPY_ABORTED, 0x21, 0x00);
+    const s = expectSense(await copy([segment(8, 0, 2040)]), COPY_ABORTED, 0x00, 0x00);
     expect(s.readUInt32BE(8)).toBe(0); // segment 0
     expect(m1.stats.writes).toBe(writes);
     // DC = 1: 8 destination blocks (one source block) fit at 2040.
