@@ -55,6 +55,14 @@ export const Sa = {
   REPORT_SUPPORTED_TMFS: 0x0d, // MAINTENANCE IN, SPC-4 §6.36
 } as const;
 
+/**
+ * CDB USAGE DATA bytes (SPC-4 §6.35.3) the command tables share: the CONTROL byte (only NACA is
+ * examined, and rejected), and a 32-bit or 64-bit field whose bits are all used.
+ */
+export const CONTROL_USAGE = 0x04;
+export const FIELD32_USAGE: readonly number[] = [0xff, 0xff, 0xff, 0xff];
+export const FIELD64_USAGE: readonly number[] = [...FIELD32_USAGE, ...FIELD32_USAGE];
+
 /** CDB length from the group code (SPC-4 §4.3, group code); 0 for reserved / vendor / variable-length groups. */
 export function cdbLengthOfOpcode(op: number): number {
   switch (op >> 5) {

@@ -1,3 +1,4 @@
+import type { AluaAccess } from './alua.js';
 import type { LogicalUnit } from './logical-unit.js';
 import type { ItNexus } from './nexus.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
@@ -32,6 +33,26 @@ export interface DeviceContext {
  */
 export type ReservationClass = 'exempt' | 'allowed' | 'read' | 'write' | 'pr' | 'spc2';
 
+/**
+ * What a command changes that a read-only logical unit or I_T nexus must not:
+ * - `nothing`.
+ * - `medium`: logical block data. Refused with DATA PROTECT / WRITE PROTECTED (27h/00h) when the
+ *   logical unit is read-only or the I_T nexus is (ACL `readOnly`).
+ * - `shared-state`: state every I_T nexus sees (reservations, registrations, mode parameters:
+ *   SPC-4 §5.13, §6.11). Refused the same way when the I_T nexus is read-only, so a read-only
+ *   initiator cannot change what the others see; on a read-only logical unit its read-write
+ *   initiators keep reservations and mode pages.
+ */
+export type Modification = 'nothing' | 'medium' | 'shared-state';
+
+/** A rule that is a constant or depends on CDB fields. */
+export type CdbRule<T> = T | ((cdb: Buffer) => T);
+
+/** The value of a rule for one CDB. */
+export function ruleFor<T extends string | boolean>(rule: CdbRule<T>, cdb: Buffer): T {
+  return typeof rule === 'function' ? rule(cdb) : rule;
+}
+
 export type CommandHandler = (
   lu: LogicalUnit,
   req: ScsiRequest,
@@ -56,8 +77,27 @@ export interface CommandDescriptor {
    * Default: always. Where false, it is an invalid operation code and RSOC does not list it.
    */
   readonly available?: (lu: LogicalUnit) => boolean;
-  /** Treatment under reservations; a function for commands whose class depends on CDB fields. Default `write`. */
-  readonly reservation?: ReservationClass | ((cdb: Buffer) => ReservationClass);
+  /*
+   * The rules below are enforced once, in LogicalUnit.execute, before the handler runs. Where
+   * one is omitted its default is the cautious answer.
+   */
+  /** What the command changes (required: every row says it). */
+  readonly modifies: CdbRule<Modification>;
+  /** Treatment under reservations. Default `write`. */
+  readonly reservation?: CdbRule<ReservationClass>;
+  /**
+   * Neither reports nor clears a pending unit attention (SAM-5 §5.14: INQUIRY, REPORT LUNS,
+   * REQUEST SENSE), and is still answered while the LU is NOT READY / MANUAL INTERVENTION
+   * REQUIRED. Default false.
+   */
+  readonly uaExempt?: boolean;
+  /** The ALUA access states in which the command is processed (SPC-4 §5.15.2). Default ACTIVE_ONLY. */
+  readonly alua?: AluaAccess;
+  /**
+   * The handler takes its Data-Out as a stream written as it arrives (ScsiRequest.dataOutStream)
+   * instead of whole. Default false (the data is gathered first).
+   */
+  readonly streamsDataOut?: boolean;
 }
 
 /** Lookup result for an opcode that exists but whose service action is not implemented. */

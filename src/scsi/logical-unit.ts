@@ -1,5 +1,7 @@
 import type { BlockBackend } from '../backend/block-backend.js';
-import { BAD_SERVICE_ACTION, type CommandTable, type DeviceContext } from './command-table.js';
+import { ACTIVE_ONLY, aluaRefusal, type AluaState } from './alua.js';
+import { Op } from './cdb.js';
+import { BAD_SERVICE_ACTION, ruleFor, type CommandDescriptor, type CommandTable, type DeviceContext } from './command-table.js';
 import { COMMANDS } from './commands.js';
 import type { ModeUnit } from './mode-pages.js';
 import { RangeLock } from './range-lock.js';
@@ -15,6 +17,7 @@ import {
   reservationConflict,
   senseError,
   writeError,
+  writeProtected,
 } from './sense.js';
 import type { ItNexus } from './nexus.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
@@ -66,14 +69,9 @@ export interface LogicalUnitOptions {
   reservationStore?: ReservationStore;
 }
 
-/**
- * Commands that neither report nor clear a pending unit attention (SAM-5 §5.14): INQUIRY,
- * REPORT LUNS and REQUEST SENSE (which returns the UA as its parameter data and so clears it).
- */
-const UA_EXEMPT = new Uint8Array(256);
-UA_EXEMPT[0x12] = 1;
-UA_EXEMPT[0xa0] = 1;
-UA_EXEMPT[0x03] = 1;
+/** Stand-in CDBs whose descriptors give the rules of a READ and a WRITE (`copyTargetRefusal`). */
+const READ_CDB = Buffer.from([Op.READ_16, ...new Array<number>(15).fill(0)]);
+const WRITE_CDB = Buffer.from([Op.WRITE_16, ...new Array<number>(15).fill(0)]);
 
 /** One logical unit: a block device (SBC-3, peripheral device type 00h) over a BlockBackend. */
 export class LogicalUnit implements ModeUnit, InquiryIdentity {
@@ -111,6 +109,8 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   readonly copyManager = new CopyManager();
 
   private wce: boolean;
+  /** ALUA access state of the target port group (SPC-4 §5.15.2); one group per target for now. */
+  private aluaState: AluaState = 'active/optimized';
   /** Persistent reservation state is loaded (from the backend's sidecar) before the first command runs. */
   private ready = false;
   private readonly loading: Promise<void>;
@@ -177,24 +177,40 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
     return this.wce;
   }
 
+  /** The ALUA access state commands are checked against (SPC-4 §5.15.2). */
+  get accessState(): AluaState {
+    return this.aluaState;
+  }
+
+  /** Set by whatever manages the target port groups (the multi-node work); default active/optimized. */
+  setAccessState(state: AluaState): void {
+    this.aluaState = state;
+  }
+
   /**
    * Execute one command for this LU. Never rejects: failures become CHECK CONDITION.
-   * Order (SAM-5 §5.14): a pending unit attention is reported before the CDB is even decoded.
+   * Order of the checks:
+   * 1. NOT READY / MANUAL INTERVENTION REQUIRED while the persisted state is unusable.
+   * 2. A pending unit attention, before the CDB is even validated (SAM-5 §5.14).
+   * 3. The CDB: operation code, service action, availability, length, NACA.
+   * 4. The descriptor's rules (`ruleRefusal`): ALUA access state, reservations, write protection.
+   * Commands whose descriptor says `uaExempt` skip 1 and 2.
    */
   async execute(req: ScsiRequest, dev: DeviceContext): Promise<ScsiResponse> {
     try {
       if (!this.ready) await this.loading;
       const cdb = req.cdb;
-      const op = cdb[0] ?? 0;
-      if (this.loadError !== undefined && UA_EXEMPT[op] === 0) {
-        return senseError(SenseKey.NOT_READY, Asc.LOGICAL_UNIT_NOT_READY_MANUAL_INTERVENTION_REQUIRED);
-      }
-      const ua = this.unitAttentions.queueFor(req.nexus);
-      if (ua.length !== 0 && UA_EXEMPT[op] === 0) {
-        const code = ua.shift()!;
-        return checkCondition(SenseKey.UNIT_ATTENTION, code >> 8, code & 0xff);
-      }
       const d = this.commands.lookup(cdb);
+      // First contact of a nexus establishes its power-on unit attention, whatever the command.
+      const ua = this.unitAttentions.queueFor(req.nexus);
+      if (d === undefined || d === BAD_SERVICE_ACTION || d.uaExempt !== true) {
+        const notReady = this.notReady();
+        if (notReady !== undefined) return notReady;
+        if (ua.length !== 0) {
+          const code = ua.shift()!;
+          return checkCondition(SenseKey.UNIT_ATTENTION, code >> 8, code & 0xff);
+        }
+      }
       if (d === undefined) return invalidOpcode();
       if (d === BAD_SERVICE_ACTION) return invalidFieldInCdb(1, 4);
       if (d.available !== undefined && !d.available(this)) return invalidOpcode();
@@ -203,15 +219,50 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
       // NACA = 1 asks for ACA, which this device server does not support: SAM-5 (CONTROL byte)
       // requires ILLEGAL REQUEST / INVALID FIELD IN CDB.
       if (cdb[control]! & 0x04) return invalidFieldInCdb(control, 2);
-      if (!this.reservations.idle) {
-        const r = d.reservation;
-        const cls = r === undefined ? 'write' : typeof r === 'function' ? r(cdb) : r;
-        if (this.reservations.conflicts(cls, req.nexus)) return reservationConflict();
-      }
+      const refused = this.ruleRefusal(d, cdb, req.nexus);
+      if (refused !== undefined) return refused;
       return await d.handler(this, req, dev);
     } catch {
       return internalTargetFailure();
     }
+  }
+
+  /**
+   * The descriptor's rules for this CDB from this I_T nexus, in this order:
+   * - ALUA (SPC-4 §5.15.2): the access state belongs to the port the command came through, so a
+   *   path that cannot serve it says so (NOT READY) whoever holds a reservation, and multipath
+   *   fails over instead of seeing a RESERVATION CONFLICT. LIO checks ALUA before reservations too.
+   * - Reservations (SPC-4 §5.13.1, SPC-2 §5.5.1).
+   * - Write protection (`modifies`): DATA PROTECT / WRITE PROTECTED, as before any transfer.
+   */
+  private ruleRefusal(d: CommandDescriptor, cdb: Buffer, nexus: ItNexus): ScsiResponse | undefined {
+    const alua = aluaRefusal(this.aluaState, d.alua ?? ACTIVE_ONLY);
+    if (alua !== undefined) return alua;
+    if (!this.reservations.idle && this.reservations.conflicts(ruleFor(d.reservation ?? 'write', cdb), nexus)) {
+      return reservationConflict();
+    }
+    const modifies = ruleFor(d.modifies, cdb);
+    if (modifies === 'medium' ? this.readOnly || nexus.readOnly : modifies === 'shared-state' && nexus.readOnly) {
+      return writeProtected();
+    }
+    return undefined;
+  }
+
+  /** NOT READY / MANUAL INTERVENTION REQUIRED while the persisted reservation state is unusable (see `opened`). */
+  private notReady(): ScsiResponse | undefined {
+    if (this.loadError === undefined) return undefined;
+    return senseError(SenseKey.NOT_READY, Asc.LOGICAL_UNIT_NOT_READY_MANUAL_INTERVENTION_REQUIRED);
+  }
+
+  /**
+   * EXTENDED COPY reading from (`read`) or writing to (`write`) this LU as a copy target
+   * (SPC-4 §6.4) on behalf of `nexus`: what a READ or WRITE from that nexus would be refused
+   * with before it ran (NOT READY, ALUA state, reservation conflict, write protection), if anything.
+   */
+  copyTargetRefusal(direction: 'read' | 'write', nexus: ItNexus): ScsiResponse | undefined {
+    const cdb = direction === 'read' ? READ_CDB : WRITE_CDB;
+    const d = this.commands.lookup(cdb) as CommandDescriptor;
+    return this.notReady() ?? this.ruleRefusal(d, cdb, nexus);
   }
 
   /** MODE SELECT changed WCE (ModeUnit). */

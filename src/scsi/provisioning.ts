@@ -4,10 +4,10 @@
  * file (fallocate PUNCH_HOLE | KEEP_SIZE) and reports holes (SEEK_DATA / SEEK_HOLE) as
  * deallocated; a deallocated block reads as zeros (LBPRZ = 1).
  */
-import { Op, Sa, readU64, truncate, writeU64 } from './cdb.js';
+import { Op, Sa, readU64, truncate, writeU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
-import { PARTIAL_BLOCK, outOfRange, partialBlock, usableBytes } from './sbc.js';
+import { PARTIAL_BLOCK, outOfRange, partialBlock, protectionFieldSet, usableBytes, writeUnderSharedLock } from './block-transfer.js';
 import {
   good,
   invalidFieldInCdb,
@@ -16,7 +16,6 @@ import {
   parameterListLengthError,
   readError,
   writeError,
-  writeProtected,
 } from './sense.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
 
@@ -44,7 +43,6 @@ async function deallocate(lu: LogicalUnit, lba: number, blocks: number): Promise
 async function unmap(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
   const c = req.cdb;
   if (c[1]! & 0x01) return invalidFieldInCdb(1, 0); // ANCHOR: ANC_SUP = 0
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
   const listLen = c.readUInt16BE(7);
   if (listLen === 0) return good(); // not an error: nothing to unmap
   if (listLen < 8) return parameterListLengthError();
@@ -77,12 +75,12 @@ async function unmap(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
 
 async function writeSame(lu: LogicalUnit, req: ScsiRequest, lba: number, nblocks: number, ndob: boolean, lenByte: number): Promise<ScsiResponse> {
   const b1 = req.cdb[1]!;
-  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // WRPROTECT without protection information
+  const protection = protectionFieldSet(req.cdb); // WRPROTECT
+  if (protection !== undefined) return protection;
   if (b1 & 0x10) return invalidFieldInCdb(1, 4); // ANCHOR: ANC_SUP = 0
   if (b1 & 0x06) return invalidFieldInCdb(1, b1 & 0x04 ? 2 : 1); // PBDATA / LBDATA (obsolete): not supported
   const unmapBit = (b1 & 0x08) !== 0;
   if (unmapBit && !lu.thinProvisioned) return invalidFieldInCdb(1, 3);
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
   if (lba >= lu.blocks) return lbaOutOfRange();
   // WSNZ = 1: NUMBER OF LOGICAL BLOCKS 0 ("through the last block") is not supported; one command
   // writes at most MAXIMUM WRITE SAME LENGTH blocks, so its run time stays bounded.
@@ -110,25 +108,17 @@ async function writeSame(lu: LogicalUnit, req: ScsiRequest, lba: number, nblocks
     return r ? { ...r, transferLength } : { ...good(), transferLength };
   }
 
-  const release = await lu.locks.acquire(lba, blocks, false);
-  try {
-    const per = Math.max(1, Math.floor(WRITE_SAME_CHUNK / bs));
-    const chunkBlocks = Math.min(per, blocks);
-    const chunk = Buffer.allocUnsafe(chunkBlocks * bs);
-    for (let o = 0; o < chunk.length; o += bs) block.copy(chunk, o);
-    const durable = !lu.writeCache;
+  const per = Math.max(1, Math.floor(WRITE_SAME_CHUNK / bs));
+  const chunkBlocks = Math.min(per, blocks);
+  const chunk = Buffer.allocUnsafe(chunkBlocks * bs);
+  for (let o = 0; o < chunk.length; o += bs) block.copy(chunk, o);
+  return writeUnderSharedLock(lu, lba, blocks, !lu.writeCache, transferLength, async () => {
     for (let done = 0; done < blocks; ) {
       const n = Math.min(chunkBlocks, blocks - done);
       await lu.backend.write(n === chunkBlocks ? chunk : chunk.subarray(0, n * bs), (lba + done) * bs, false);
       done += n;
     }
-    if (durable) await lu.backend.flush();
-  } catch (err) {
-    return { ...writeError(err), transferLength };
-  } finally {
-    release();
-  }
-  return { ...good(), transferLength };
+  });
 }
 
 function writeSame10(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
@@ -191,39 +181,39 @@ async function getLbaStatus(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResp
 
 // --- table ---------------------------------------------------------------------------------------
 
-const CTL = 0x04;
-const L4 = [0xff, 0xff, 0xff, 0xff];
-const L8 = [...L4, ...L4];
-
 export const PROVISIONING_COMMANDS: readonly CommandDescriptor[] = [
   {
     name: 'WRITE SAME(10)',
     opcode: Op.WRITE_SAME_10,
-    usage: [Op.WRITE_SAME_10, 0xfe, ...L4, 0, 0xff, 0xff, CTL],
+    usage: [Op.WRITE_SAME_10, 0xfe, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: writeSame10,
   },
   {
     name: 'UNMAP',
     opcode: Op.UNMAP,
-    usage: [Op.UNMAP, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, CTL],
+    usage: [Op.UNMAP, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
     available: (lu) => lu.thinProvisioned,
+    modifies: 'medium',
     handler: unmap,
   },
   {
     name: 'WRITE SAME(16)',
     opcode: Op.WRITE_SAME_16,
-    usage: [Op.WRITE_SAME_16, 0xff, ...L8, ...L4, 0, CTL],
+    usage: [Op.WRITE_SAME_16, 0xff, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: writeSame16,
   },
   {
     name: 'GET LBA STATUS',
     opcode: Op.SERVICE_ACTION_IN_16,
     serviceAction: Sa.GET_LBA_STATUS,
-    usage: [Op.SERVICE_ACTION_IN_16, Sa.GET_LBA_STATUS, ...L8, ...L4, 0, CTL],
+    usage: [Op.SERVICE_ACTION_IN_16, Sa.GET_LBA_STATUS, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: getLbaStatus,
   },
 ];

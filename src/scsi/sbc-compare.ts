@@ -5,20 +5,18 @@
  * write: COMPARE AND WRITE is atomic against every other write to the LU, as VMware's ATS locking
  * requires.
  */
-import { Op, readU64 } from './cdb.js';
+import { Op, readU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
-import { PARTIAL_BLOCK, outOfRange, partialBlock, tooLong, usableBytes } from './sbc.js';
+import { openBlockTransfer, openWrite, partialBlock, writeData } from './block-transfer.js';
 import {
   Asc,
   SenseKey,
   good,
   invalidFieldInCdb,
-  lbaOutOfRange,
   readError,
   senseError,
   writeError,
-  writeProtected,
 } from './sense.js';
 import { ScsiStatus, type ScsiRequest, type ScsiResponse } from './types.js';
 
@@ -76,15 +74,12 @@ async function readModifyWrite(
  */
 async function compareAndWrite(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
   const c = req.cdb;
-  const b1 = c[1]!;
-  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // WRPROTECT without protection information
   const lba = readU64(c, 2);
   const blocks = c[13]!;
   const bs = lu.blockSize;
   const transferLength = 2 * blocks * bs;
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
-  if (blocks > lu.maxCompareWriteBlocks) return invalidFieldInCdb(13);
-  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+  const refused = openBlockTransfer(lu, c, lba, blocks, 13, lu.maxCompareWriteBlocks);
+  if (refused !== undefined) return refused;
   const data = req.dataOut;
   const sent = data === undefined ? 0 : data.length;
   // The Data-Out buffer must be exactly the verify and write data: a partial transfer cannot be
@@ -96,7 +91,7 @@ async function compareAndWrite(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiR
   if (blocks === 0) return good(); // SBC-3: zero blocks is not an error; nothing is transferred
   const verifyData = data!.subarray(0, blocks * bs);
   const writeData = data!.subarray(blocks * bs);
-  const durable = (b1 & 0x08) !== 0 || !lu.writeCache;
+  const durable = (c[1]! & 0x08) !== 0 || !lu.writeCache;
 
   return readModifyWrite(lu, lba, blocks * bs, durable, transferLength, (medium) => {
     const at = firstDifference(medium, verifyData);
@@ -108,24 +103,13 @@ async function compareAndWrite(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiR
 
 /** ORWRITE(16), SBC-3 §5.8 (BMOP 000b): medium := medium OR Data-Out, under the exclusive lock. */
 async function orwrite16(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
-  const c = req.cdb;
-  const b1 = c[1]!;
-  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // ORPROTECT
-  const lba = readU64(c, 2);
-  const blocks = c.readUInt32BE(10);
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
-  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
-  if (blocks === 0) return good();
-  if (tooLong(lu, blocks)) return invalidFieldInCdb(10);
-  const bs = lu.blockSize;
-  const transferLength = blocks * bs;
-  const n = usableBytes(req.dataOut, transferLength, bs);
-  if (n === PARTIAL_BLOCK) return { ...partialBlock(), transferLength };
-  if (n === 0) return { status: ScsiStatus.Good, transferLength };
-  const data = req.dataOut!.subarray(0, n);
-  const durable = (b1 & 0x08) !== 0 || !lu.writeCache;
+  const w = openWrite(lu, req.cdb);
+  if ('status' in w) return w;
+  const data = writeData(w, req.dataOut, lu.blockSize);
+  if (!Buffer.isBuffer(data)) return data;
+  const n = data.length;
 
-  return readModifyWrite(lu, lba, n, durable, transferLength, (medium) => {
+  return readModifyWrite(lu, w.lba, n, w.durable, w.transferLength, (medium) => {
     for (let i = 0; i < n; i++) medium[i]! |= data[i]!;
     return medium;
   });
@@ -139,21 +123,16 @@ async function orwrite16(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiRespons
  * with the Data-Out buffer (MISCOMPARE on a difference). BYTCHK 10b/11b are not defined for this
  * command: INVALID FIELD IN CDB.
  */
-async function writeAndVerify(lu: LogicalUnit, req: ScsiRequest, lba: number, blocks: number, lenByte: number): Promise<ScsiResponse> {
-  const b1 = req.cdb[1]!;
-  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // WRPROTECT
-  const bytchk = (b1 >> 1) & 0x03;
+async function writeAndVerify(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
+  const bytchk = (req.cdb[1]! >> 1) & 0x03;
   if (bytchk > 1) return invalidFieldInCdb(1, 2);
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
-  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
-  if (blocks === 0) return good();
-  if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
+  const w = openWrite(lu, req.cdb);
+  if ('status' in w) return w;
+  const data = writeData(w, req.dataOut, lu.blockSize);
+  if (!Buffer.isBuffer(data)) return data;
+  const { lba, transferLength } = w;
   const bs = lu.blockSize;
-  const transferLength = blocks * bs;
-  const n = usableBytes(req.dataOut, transferLength, bs);
-  if (n === PARTIAL_BLOCK) return { ...partialBlock(), transferLength };
-  if (n === 0) return { status: ScsiStatus.Good, transferLength };
-  const data = req.dataOut!.subarray(0, n);
+  const n = data.length;
 
   const release = await lu.locks.acquire(lba, n / bs, true);
   try {
@@ -180,44 +159,45 @@ async function writeAndVerify(lu: LogicalUnit, req: ScsiRequest, lba: number, bl
 
 // --- table ---------------------------------------------------------------------------------------
 
-const CTL = 0x04;
-const L4 = [0xff, 0xff, 0xff, 0xff];
-const L8 = [...L4, ...L4];
-
 export const COMPARE_COMMANDS: readonly CommandDescriptor[] = [
   {
     name: 'WRITE AND VERIFY(10)',
     opcode: Op.WRITE_AND_VERIFY_10,
-    usage: [Op.WRITE_AND_VERIFY_10, 0xf6, ...L4, 0, 0xff, 0xff, CTL],
+    usage: [Op.WRITE_AND_VERIFY_10, 0xf6, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
-    handler: (lu, req) => writeAndVerify(lu, req, req.cdb.readUInt32BE(2), req.cdb.readUInt16BE(7), 7),
+    modifies: 'medium',
+    handler: writeAndVerify,
   },
   {
     name: 'WRITE AND VERIFY(16)',
     opcode: Op.WRITE_AND_VERIFY_16,
-    usage: [Op.WRITE_AND_VERIFY_16, 0xf6, ...L8, ...L4, 0, CTL],
+    usage: [Op.WRITE_AND_VERIFY_16, 0xf6, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
-    handler: (lu, req) => writeAndVerify(lu, req, readU64(req.cdb, 2), req.cdb.readUInt32BE(10), 10),
+    modifies: 'medium',
+    handler: writeAndVerify,
   },
   {
     name: 'COMPARE AND WRITE',
     opcode: Op.COMPARE_AND_WRITE,
-    usage: [Op.COMPARE_AND_WRITE, 0xf8, ...L8, 0, 0, 0, 0xff, 0, CTL],
+    usage: [Op.COMPARE_AND_WRITE, 0xf8, ...FIELD64_USAGE, 0, 0, 0, 0xff, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: compareAndWrite,
   },
   {
     name: 'ORWRITE(16)',
     opcode: Op.ORWRITE_16,
-    usage: [Op.ORWRITE_16, 0xf8, ...L8, ...L4, 0, CTL],
+    usage: [Op.ORWRITE_16, 0xf8, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'medium',
     handler: orwrite16,
   },
   {
     name: 'WRITE AND VERIFY(12)',
     opcode: Op.WRITE_AND_VERIFY_12,
-    usage: [Op.WRITE_AND_VERIFY_12, 0xf6, ...L4, ...L4, 0, CTL],
+    usage: [Op.WRITE_AND_VERIFY_12, 0xf6, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
-    handler: (lu, req) => writeAndVerify(lu, req, req.cdb.readUInt32BE(2), req.cdb.readUInt32BE(6), 6),
+    modifies: 'medium',
+    handler: writeAndVerify,
   },
 ];

@@ -2,7 +2,9 @@
  * SBC-3 block commands: READ/WRITE(6/10/12/16), VERIFY(10/12/16), READ CAPACITY(10/16),
  * SYNCHRONIZE CACHE(10/16), START STOP UNIT.
  */
-import { Op, Sa, readU64, truncate, writeU64 } from './cdb.js';
+import { Op, Sa, readU64, truncate, writeU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
+import { ACTIVE_OR_STANDBY } from './alua.js';
+import { PARTIAL_BLOCK, blockCdb, openBlockTransfer, openWrite, outOfRange, partialBlock, usableBytes, writeData, writeUnderSharedLock, type OpenedWrite } from './block-transfer.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import {
@@ -14,57 +16,17 @@ import {
   readError,
   senseError,
   writeError,
-  writeProtected,
 } from './sense.js';
 import { ScsiStatus, type DataOutStream, type ScsiRequest, type ScsiResponse } from './types.js';
 
-/**
- * SBC-3 (READ/WRITE/VERIFY/SYNCHRONIZE CACHE): an LBA at or past the capacity, or a range running past the last block, is
- * LOGICAL BLOCK ADDRESS OUT OF RANGE — also with a zero transfer length.
- */
-export function outOfRange(lu: LogicalUnit, lba: number, blocks: number): boolean {
-  return lba >= lu.blocks || blocks > lu.blocks - lba;
-}
-
-/**
- * Transfer length above the Block Limits VPD MAXIMUM TRANSFER LENGTH: SBC-3 §6.5.3 requires
- * INVALID FIELD IN CDB (callers point the SKSV field pointer at TRANSFER LENGTH).
- */
-export function tooLong(lu: LogicalUnit, blocks: number): boolean {
-  return blocks > lu.maxTransferBlocks;
-}
-
-/**
- * The transport hands over min(EDTL, CDB transfer length) bytes. When the initiator's expected
- * data transfer length was shorter than the CDB asked for (RFC 7143 §11.4.5 residual overflow),
- * write/compare the whole blocks that did arrive and report GOOD (the transport reports the
- * residual) — the behaviour libiscsi's residual tests expect. A trailing partial block cannot be
- * written: ILLEGAL REQUEST / INVALID FIELD IN INFORMATION UNIT (0Eh/03h), which those tests also
- * accept and LIO reports.
- */
-export const PARTIAL_BLOCK = -1;
-export function usableBytes(data: Buffer | undefined, need: number, blockSize: number): number {
-  const have = data === undefined ? 0 : data.length;
-  if (have >= need) return need;
-  return have % blockSize === 0 ? have : PARTIAL_BLOCK;
-}
-
-export function partialBlock(): ScsiResponse {
-  return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_INFORMATION_UNIT);
-}
-
 // --- READ ----------------------------------------------------------------------------------
 
-function readBlocks(
-  lu: LogicalUnit,
-  req: ScsiRequest,
-  lba: number,
-  blocks: number,
-  lenByte: number,
-): ScsiResponse | Promise<ScsiResponse> {
-  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+/** READ(6/10/12/16), SBC-3 §5.11-§5.16. */
+function read(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const { lba, blocks, lengthByte } = blockCdb(req.cdb);
+  const refused = openBlockTransfer(lu, req.cdb, lba, blocks, lengthByte);
+  if (refused !== undefined) return refused;
   if (blocks === 0) return { status: ScsiStatus.Good }; // SBC-3: a zero transfer length is not an error
-  if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
   const full = blocks * lu.blockSize;
   // Bytes beyond the expected data transfer length would be dropped by the transport anyway;
   // the full length is still reported so the transport can signal the residual overflow.
@@ -84,57 +46,16 @@ async function readInto(lu: LogicalUnit, buf: Buffer, offset: number, transferLe
   return transferLength === buf.length ? { status: ScsiStatus.Good, data: buf } : { status: ScsiStatus.Good, data: buf, transferLength };
 }
 
-function read6(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  // SBC-3 READ(6): 21-bit LBA; TRANSFER LENGTH 0 means 256 blocks.
-  const lba = ((c[1]! & 0x1f) << 16) | c.readUInt16BE(2);
-  return readBlocks(lu, req, lba, c[4] === 0 ? 256 : c[4]!, 4);
-}
-
-function read10(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  // RDPROTECT ≠ 0 without protection information: INVALID FIELD IN CDB (SBC-3 READ(10)).
-  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
-  return readBlocks(lu, req, c.readUInt32BE(2), c.readUInt16BE(7), 7);
-}
-
-function read12(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
-  return readBlocks(lu, req, c.readUInt32BE(2), c.readUInt32BE(6), 6);
-}
-
-function read16(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
-  return readBlocks(lu, req, readU64(c, 2), c.readUInt32BE(10), 10);
-}
-
 // --- WRITE ---------------------------------------------------------------------------------
 
-function writeBlocks(
-  lu: LogicalUnit,
-  req: ScsiRequest,
-  lba: number,
-  blocks: number,
-  fua: boolean,
-  lenByte: number,
-): ScsiResponse | Promise<ScsiResponse> {
-  // SBC-3 write protection: DATA PROTECT / WRITE PROTECTED (LU or ACL read-only).
-  if (lu.readOnly || req.nexus.readOnly) return writeProtected();
-  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
-  if (blocks === 0) return { status: ScsiStatus.Good };
-  if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
-  const data = req.dataOut;
-  // The transport reports residuals against this (iSCSI EDTL ≠ SCSI transfer length).
-  const transferLength = blocks * lu.blockSize;
-  if (req.dataOutStream !== undefined) return writeStream(lu, req.dataOutStream, lba, blocks, fua || !lu.writeCache, transferLength);
-  const n = usableBytes(data, transferLength, lu.blockSize);
-  if (n === PARTIAL_BLOCK) return { ...partialBlock(), transferLength };
-  if (n === 0) return { status: ScsiStatus.Good, transferLength };
-  const buf = data!.length === n ? data! : data!.subarray(0, n);
-  // FUA (SBC-3 WRITE(10)): durable before status. With WCE = 0 every write is.
-  return writeFrom(lu, buf, lba * lu.blockSize, fua || !lu.writeCache, transferLength);
+/** WRITE(6/10/12/16), SBC-3 §5.32-§5.35. */
+function write(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const w = openWrite(lu, req.cdb);
+  if ('status' in w) return w;
+  if (req.dataOutStream !== undefined) return writeStream(lu, req.dataOutStream, w);
+  const data = writeData(w, req.dataOut, lu.blockSize);
+  if (!Buffer.isBuffer(data)) return data;
+  return writeFrom(lu, data, w.lba * lu.blockSize, w.durable, w.transferLength);
 }
 
 async function writeFrom(lu: LogicalUnit, buf: Buffer, offset: number, durable: boolean, transferLength: number): Promise<ScsiResponse> {
@@ -158,16 +79,13 @@ async function writeFrom(lu: LogicalUnit, buf: Buffer, offset: number, durable: 
  * end, before status (SBC-3 WRITE(10) FUA). Only whole blocks that fit the transfer are written
  * (iSCSI EDTL may differ from the CDB's transfer length, as with `usableBytes`).
  */
-async function writeStream(
-  lu: LogicalUnit, stream: DataOutStream, lba: number, blocks: number, durable: boolean, transferLength: number,
-): Promise<ScsiResponse> {
+async function writeStream(lu: LogicalUnit, stream: DataOutStream, w: OpenedWrite): Promise<ScsiResponse> {
+  const { lba, blocks, durable, transferLength } = w;
   const bs = lu.blockSize;
   const limit = Math.min(transferLength, stream.length);
   if (limit % bs !== 0) return { ...partialBlock(), transferLength };
   const base = lba * bs;
-  let release = lu.locks.acquire(lba, blocks, false);
-  if (typeof release !== 'function') release = await release;
-  try {
+  return writeUnderSharedLock(lu, lba, blocks, durable, transferLength, async () => {
     let pos = 0;
     for (let pieces = await stream.next(); pieces !== null; pieces = await stream.next()) {
       let bytes = 0;
@@ -176,13 +94,7 @@ async function writeStream(
       if (usable > 0) await lu.backend.write(usable === bytes ? pieces : leadingBytes(pieces, usable), base + pos, false);
       pos += bytes;
     }
-    if (durable) await lu.backend.flush();
-  } catch (err) {
-    return { ...writeError(err), transferLength };
-  } finally {
-    release();
-  }
-  return { status: ScsiStatus.Good, transferLength };
+  });
 }
 
 /** The first `n` bytes of `bufs`, as views. */
@@ -196,50 +108,18 @@ function leadingBytes(bufs: readonly Buffer[], n: number): Buffer[] {
   return out;
 }
 
-function write6(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  const lba = ((c[1]! & 0x1f) << 16) | c.readUInt16BE(2);
-  return writeBlocks(lu, req, lba, c[4] === 0 ? 256 : c[4]!, false, 4);
-}
-
-function write10(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  // WRPROTECT ≠ 0 without protection information: INVALID FIELD IN CDB (SBC-3 WRITE(10)).
-  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
-  return writeBlocks(lu, req, c.readUInt32BE(2), c.readUInt16BE(7), (c[1]! & 0x08) !== 0, 7);
-}
-
-function write12(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
-  return writeBlocks(lu, req, c.readUInt32BE(2), c.readUInt32BE(6), (c[1]! & 0x08) !== 0, 6);
-}
-
-function write16(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  if (c[1]! & 0xe0) return invalidFieldInCdb(1, 7);
-  return writeBlocks(lu, req, readU64(c, 2), c.readUInt32BE(10), (c[1]! & 0x08) !== 0, 10);
-}
-
 // --- VERIFY --------------------------------------------------------------------------------
 
-/** VERIFY(10/12/16), SBC-3. BYTCHK 00b: medium check only; 01b: compare; 11b: compare one block against each. */
-function verify(
-  lu: LogicalUnit,
-  req: ScsiRequest,
-  lba: number,
-  blocks: number,
-  lenByte: number,
-): ScsiResponse | Promise<ScsiResponse> {
-  const b1 = req.cdb[1]!;
-  if (b1 & 0xe0) return invalidFieldInCdb(1, 7); // VRPROTECT
-  const bytchk = (b1 >> 1) & 0x03;
+/** VERIFY(10/12/16), SBC-3 §5.29-§5.31. BYTCHK 00b: medium check only; 01b: compare; 11b: compare one block against each. */
+function verify(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
+  const bytchk = (req.cdb[1]! >> 1) & 0x03;
   if (bytchk === 2) return invalidFieldInCdb(1, 2);
-  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
-  if (blocks === 0) return good();
+  const { lba, blocks, lengthByte } = blockCdb(req.cdb);
+  // BYTCHK 0 transfers nothing, so MAXIMUM TRANSFER LENGTH does not bound it.
+  const refused = openBlockTransfer(lu, req.cdb, lba, blocks, lengthByte, bytchk === 0 ? Infinity : lu.maxTransferBlocks);
+  if (refused !== undefined) return refused;
   // BYTCHK 0: the range is addressable and the file has no media to scan; GOOD.
-  if (bytchk === 0) return good();
-  if (tooLong(lu, blocks)) return invalidFieldInCdb(lenByte);
+  if (blocks === 0 || bytchk === 0) return good();
   const bs = lu.blockSize;
   const data = req.dataOut;
   let expected: Buffer;
@@ -278,19 +158,6 @@ export async function compare(lu: LogicalUnit, lba: number, blocks: number, expe
     }
   }
   return good();
-}
-
-function verify10(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  return verify(lu, req, c.readUInt32BE(2), c.readUInt16BE(7), 7);
-}
-function verify12(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  return verify(lu, req, c.readUInt32BE(2), c.readUInt32BE(6), 6);
-}
-function verify16(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
-  const c = req.cdb;
-  return verify(lu, req, readU64(c, 2), c.readUInt32BE(10), 10);
 }
 
 // --- capacity, cache, start/stop -------------------------------------------------------------
@@ -396,84 +263,91 @@ function startStopReservation(cdb: Buffer): 'allowed' | 'write' {
 
 // --- table ---------------------------------------------------------------------------------
 
-const CTL = 0x04; // CONTROL byte: NACA is examined (and rejected)
-const L4 = [0xff, 0xff, 0xff, 0xff];
-const L8 = [...L4, ...L4];
-
 export const SBC_COMMANDS: readonly CommandDescriptor[] = [
-  { name: 'READ(6)', opcode: Op.READ_6, usage: [Op.READ_6, 0x1f, 0xff, 0xff, 0xff, CTL], reservation: 'read', handler: read6 },
-  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [Op.WRITE_6, 0x1f, 0xff, 0xff, 0xff, CTL], reservation: 'write', handler: write6 },
+  { name: 'READ(6)', opcode: Op.READ_6, usage: [Op.READ_6, 0x1f, 0xff, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: read },
+  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [Op.WRITE_6, 0x1f, 0xff, 0xff, 0xff, CONTROL_USAGE], reservation: 'write', modifies: 'medium', streamsDataOut: true, handler: write },
   {
     name: 'START STOP UNIT',
     opcode: Op.START_STOP_UNIT,
-    usage: [Op.START_STOP_UNIT, 0x01, 0x00, 0x0f, 0xf7, CTL],
+    usage: [Op.START_STOP_UNIT, 0x01, 0x00, 0x0f, 0xf7, CONTROL_USAGE],
     reservation: startStopReservation,
+    modifies: 'nothing',
     handler: startStopUnit,
   },
   {
     name: 'READ CAPACITY(10)',
     opcode: Op.READ_CAPACITY_10,
-    usage: [Op.READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, CTL],
+    usage: [Op.READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, CONTROL_USAGE],
     reservation: 'allowed',
+    modifies: 'nothing',
+    alua: ACTIVE_OR_STANDBY,
     handler: readCapacity10,
   },
-  { name: 'READ(10)', opcode: Op.READ_10, usage: [Op.READ_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], reservation: 'read', handler: read10 },
-  { name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [Op.WRITE_10, 0xfa, ...L4, 0, 0xff, 0xff, CTL], reservation: 'write', handler: write10 },
-  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [Op.VERIFY_10, 0xf6, ...L4, 0, 0xff, 0xff, CTL], reservation: 'read', handler: verify10 },
+  { name: 'READ(10)', opcode: Op.READ_10, usage: [Op.READ_10, 0xfa, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: read },
+  { name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [Op.WRITE_10, 0xfa, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'write', modifies: 'medium', streamsDataOut: true, handler: write },
+  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [Op.VERIFY_10, 0xf6, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: verify },
   {
     name: 'SYNCHRONIZE CACHE(10)',
     opcode: Op.SYNCHRONIZE_CACHE_10,
-    usage: [Op.SYNCHRONIZE_CACHE_10, 0x02, ...L4, 0, 0xff, 0xff, CTL],
+    usage: [Op.SYNCHRONIZE_CACHE_10, 0x02, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'nothing',
     handler: syncCache10,
   },
-  { name: 'READ(16)', opcode: Op.READ_16, usage: [Op.READ_16, 0xfa, ...L8, ...L4, 0, CTL], reservation: 'read', handler: read16 },
-  { name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [Op.WRITE_16, 0xfa, ...L8, ...L4, 0, CTL], reservation: 'write', handler: write16 },
-  { name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [Op.VERIFY_16, 0xf6, ...L8, ...L4, 0, CTL], reservation: 'read', handler: verify16 },
+  { name: 'READ(16)', opcode: Op.READ_16, usage: [Op.READ_16, 0xfa, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: read },
+  { name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [Op.WRITE_16, 0xfa, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'write', modifies: 'medium', streamsDataOut: true, handler: write },
+  { name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [Op.VERIFY_16, 0xf6, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: verify },
   {
     name: 'SYNCHRONIZE CACHE(16)',
     opcode: Op.SYNCHRONIZE_CACHE_16,
-    usage: [Op.SYNCHRONIZE_CACHE_16, 0x02, ...L8, ...L4, 0, CTL],
+    usage: [Op.SYNCHRONIZE_CACHE_16, 0x02, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: 'nothing',
     handler: syncCache16,
   },
   {
     name: 'READ CAPACITY(16)',
     opcode: Op.SERVICE_ACTION_IN_16,
     serviceAction: Sa.READ_CAPACITY_16,
-    usage: [Op.SERVICE_ACTION_IN_16, Sa.READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.SERVICE_ACTION_IN_16, Sa.READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'allowed',
+    modifies: 'nothing',
+    alua: ACTIVE_OR_STANDBY,
     handler: readCapacity16,
   },
-  { name: 'READ(12)', opcode: Op.READ_12, usage: [Op.READ_12, 0xfa, ...L4, ...L4, 0, CTL], reservation: 'read', handler: read12 },
-  { name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [Op.WRITE_12, 0xfa, ...L4, ...L4, 0, CTL], reservation: 'write', handler: write12 },
-  { name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [Op.VERIFY_12, 0xf6, ...L4, ...L4, 0, CTL], reservation: 'read', handler: verify12 },
+  { name: 'READ(12)', opcode: Op.READ_12, usage: [Op.READ_12, 0xfa, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: read },
+  { name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [Op.WRITE_12, 0xfa, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'write', modifies: 'medium', streamsDataOut: true, handler: write },
+  { name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [Op.VERIFY_12, 0xf6, ...FIELD32_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE], reservation: 'read', modifies: 'nothing', handler: verify },
   {
     name: 'PRE-FETCH(10)',
     opcode: Op.PRE_FETCH_10,
-    usage: [Op.PRE_FETCH_10, 0x02, ...L4, 0, 0xff, 0xff, CTL],
+    usage: [Op.PRE_FETCH_10, 0x02, ...FIELD32_USAGE, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: (lu, req) => prefetch(lu, req.cdb.readUInt32BE(2), req.cdb.readUInt16BE(7)),
   },
   {
     name: 'PRE-FETCH(16)',
     opcode: Op.PRE_FETCH_16,
-    usage: [Op.PRE_FETCH_16, 0x02, ...L8, ...L4, 0, CTL],
+    usage: [Op.PRE_FETCH_16, 0x02, ...FIELD64_USAGE, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: (lu, req) => prefetch(lu, readU64(req.cdb, 2), req.cdb.readUInt32BE(10)),
   },
   {
     name: 'READ DEFECT DATA(10)',
     opcode: Op.READ_DEFECT_DATA_10,
-    usage: [Op.READ_DEFECT_DATA_10, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, CTL],
+    usage: [Op.READ_DEFECT_DATA_10, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: (_lu, req) => readDefectData(req, false),
   },
   {
     name: 'READ DEFECT DATA(12)',
     opcode: Op.READ_DEFECT_DATA_12,
-    usage: [Op.READ_DEFECT_DATA_12, 0x1f, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.READ_DEFECT_DATA_12, 0x1f, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: (_lu, req) => readDefectData(req, true),
   },
 ];

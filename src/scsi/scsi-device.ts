@@ -1,5 +1,6 @@
 import type { DeviceContext } from './command-table.js';
 import { Op } from './cdb.js';
+import { COMMANDS } from './commands.js';
 import type { LogicalUnit } from './logical-unit.js';
 import { Asc, internalTargetFailure, logicalUnitNotSupported } from './sense.js';
 import { inquiryNoLun, reportLuns, requestSenseNoLun } from './spc.js';
@@ -122,12 +123,12 @@ export class ScsiDevice implements DeviceContext {
 
   /**
    * Whether the command can take its write data as a `dataOutStream` (written as it arrives):
-   * the plain WRITE commands. Everything else (COMPARE AND WRITE, parameter lists, …) needs
-   * all of its data at once.
+   * the commands whose descriptor says `streamsDataOut` (the plain WRITEs). Everything else
+   * (COMPARE AND WRITE, parameter lists, …) needs all of its data at once.
    */
   acceptsDataOutStream(cdb: Buffer): boolean {
-    const op = cdb[0];
-    return op === Op.WRITE_10 || op === Op.WRITE_16 || op === Op.WRITE_12 || op === Op.WRITE_6;
+    const d = COMMANDS.lookup(cdb);
+    return typeof d === 'object' && d.streamsDataOut === true;
   }
 
   hasLun(lun: number): boolean {

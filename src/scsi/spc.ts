@@ -2,8 +2,9 @@
  * SPC-4 primary commands: TEST UNIT READY, REQUEST SENSE, INQUIRY, MODE SENSE/SELECT(6/10),
  * REPORT LUNS, REPORT SUPPORTED OPERATION CODES, REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS.
  */
-import { Op, Sa, truncate } from './cdb.js';
-import type { CommandDescriptor, CommandTable, DeviceContext } from './command-table.js';
+import { ACTIVE_OR_STANDBY, ANY_STATE } from './alua.js';
+import { Op, Sa, truncate, CONTROL_USAGE, FIELD32_USAGE } from './cdb.js';
+import type { CommandDescriptor, CommandTable, DeviceContext, Modification } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import { encodeLun } from './lun-address.js';
 import { modeSelect, modeSense } from './mode-pages.js';
@@ -230,8 +231,10 @@ function persistentReservationCommands(): CommandDescriptor[] {
       name: `PERSISTENT RESERVE IN (${PRIN_NAMES[sa]})`,
       opcode: Op.PERSISTENT_RESERVE_IN,
       serviceAction: sa,
-      usage: [Op.PERSISTENT_RESERVE_IN, sa, 0, 0, 0, 0, 0, 0xff, 0xff, CTL],
+      usage: [Op.PERSISTENT_RESERVE_IN, sa, 0, 0, 0, 0, 0, 0xff, 0xff, CONTROL_USAGE],
       reservation: 'pr',
+      modifies: 'nothing',
+      alua: ACTIVE_OR_STANDBY,
       handler: (lu, req) => lu.reservations.persistentReserveIn(req),
     });
   }
@@ -240,110 +243,141 @@ function persistentReservationCommands(): CommandDescriptor[] {
       name: `PERSISTENT RESERVE OUT (${PROUT_NAMES[sa]})`,
       opcode: Op.PERSISTENT_RESERVE_OUT,
       serviceAction: sa,
-      usage: [Op.PERSISTENT_RESERVE_OUT, sa, PROUT_TYPED.has(sa) ? 0xff : 0, 0, 0, ...L4, CTL],
+      usage: [Op.PERSISTENT_RESERVE_OUT, sa, PROUT_TYPED.has(sa) ? 0xff : 0, 0, 0, ...FIELD32_USAGE, CONTROL_USAGE],
       reservation: 'pr',
+      modifies: 'shared-state',
+      alua: ACTIVE_OR_STANDBY,
       handler: (lu, req, dev) => lu.reservations.persistentReserveOut(req, dev),
     });
   }
   return out;
 }
 
+/**
+ * MODE SELECT changes mode parameters every I_T nexus shares (SPC-4 §6.11); with a PARAMETER LIST
+ * LENGTH of 0 it changes nothing.
+ */
+function modeSelectModifies(cdb: Buffer): Modification {
+  const listLength = cdb[0] === Op.MODE_SELECT_10 ? cdb.readUInt16BE(7) : cdb[4]!;
+  return listLength === 0 ? 'nothing' : 'shared-state';
+}
+
 // --- table ---------------------------------------------------------------------------------
 
-const CTL = 0x04; // CONTROL byte: NACA is examined (and rejected)
-const L4 = [0xff, 0xff, 0xff, 0xff];
-
 export const SPC_COMMANDS: readonly CommandDescriptor[] = [
-  { name: 'TEST UNIT READY', opcode: Op.TEST_UNIT_READY, usage: [Op.TEST_UNIT_READY, 0, 0, 0, 0, CTL], reservation: 'allowed', handler: testUnitReady },
+  { name: 'TEST UNIT READY', opcode: Op.TEST_UNIT_READY, usage: [Op.TEST_UNIT_READY, 0, 0, 0, 0, CONTROL_USAGE], reservation: 'allowed', modifies: 'nothing', handler: testUnitReady },
   {
     name: 'REQUEST SENSE',
     opcode: Op.REQUEST_SENSE,
-    usage: [Op.REQUEST_SENSE, 0x01, 0, 0, 0xff, CTL],
+    usage: [Op.REQUEST_SENSE, 0x01, 0, 0, 0xff, CONTROL_USAGE],
     reservation: 'exempt',
+    modifies: 'nothing',
+    uaExempt: true,
+    alua: ANY_STATE,
     handler: requestSense,
   },
   {
     name: 'INQUIRY',
     opcode: Op.INQUIRY,
-    usage: [Op.INQUIRY, 0x01, 0xff, 0xff, 0xff, CTL],
+    usage: [Op.INQUIRY, 0x01, 0xff, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'exempt',
+    modifies: 'nothing',
+    uaExempt: true,
+    alua: ANY_STATE,
     handler: (lu, req) => inquiry(lu, req),
   },
   {
     name: 'MODE SELECT(6)',
     opcode: Op.MODE_SELECT_6,
-    usage: [Op.MODE_SELECT_6, 0x11, 0, 0, 0xff, CTL],
+    usage: [Op.MODE_SELECT_6, 0x11, 0, 0, 0xff, CONTROL_USAGE],
+    modifies: modeSelectModifies,
+    alua: ACTIVE_OR_STANDBY,
     handler: (lu, req) => modeSelect(lu, req, false),
   },
   {
     name: 'MODE SENSE(6)',
     opcode: Op.MODE_SENSE_6,
-    usage: [Op.MODE_SENSE_6, 0x08, 0xff, 0xff, 0xff, CTL],
+    usage: [Op.MODE_SENSE_6, 0x08, 0xff, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
+    alua: ACTIVE_OR_STANDBY,
     handler: (lu, req) => modeSense(lu, req, false),
   },
   {
     name: 'MODE SELECT(10)',
     opcode: Op.MODE_SELECT_10,
-    usage: [Op.MODE_SELECT_10, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, CTL],
+    usage: [Op.MODE_SELECT_10, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, CONTROL_USAGE],
+    modifies: modeSelectModifies,
+    alua: ACTIVE_OR_STANDBY,
     handler: (lu, req) => modeSelect(lu, req, true),
   },
   {
     name: 'MODE SENSE(10)',
     opcode: Op.MODE_SENSE_10,
-    usage: [Op.MODE_SENSE_10, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, CTL],
+    usage: [Op.MODE_SENSE_10, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
+    alua: ACTIVE_OR_STANDBY,
     handler: (lu, req) => modeSense(lu, req, true),
   },
   {
     name: 'REPORT LUNS',
     opcode: Op.REPORT_LUNS,
-    usage: [Op.REPORT_LUNS, 0, 0xff, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.REPORT_LUNS, 0, 0xff, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'exempt',
+    modifies: 'nothing',
+    uaExempt: true,
+    alua: ANY_STATE,
     handler: (_lu: LogicalUnit, req: ScsiRequest, dev: DeviceContext) => reportLuns(req, dev.lunNumbers()),
   },
   {
     name: 'REPORT SUPPORTED OPERATION CODES',
     opcode: Op.MAINTENANCE_IN,
     serviceAction: Sa.REPORT_SUPPORTED_OPERATION_CODES,
-    usage: [Op.MAINTENANCE_IN, Sa.REPORT_SUPPORTED_OPERATION_CODES, 0x87, 0xff, 0xff, 0xff, ...L4, 0, CTL],
+    usage: [Op.MAINTENANCE_IN, Sa.REPORT_SUPPORTED_OPERATION_CODES, 0x87, 0xff, 0xff, 0xff, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'allowed',
+    modifies: 'nothing',
     handler: (lu, req) => reportSupportedOpcodes(lu.commands, req, lu),
   },
   {
     name: 'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS',
     opcode: Op.MAINTENANCE_IN,
     serviceAction: Sa.REPORT_SUPPORTED_TMFS,
-    usage: [Op.MAINTENANCE_IN, Sa.REPORT_SUPPORTED_TMFS, 0x80, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.MAINTENANCE_IN, Sa.REPORT_SUPPORTED_TMFS, 0x80, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'allowed',
+    modifies: 'nothing',
     handler: reportSupportedTmfs,
   },
   {
     name: 'RESERVE(6)',
     opcode: Op.RESERVE_6,
-    usage: [Op.RESERVE_6, 0x11, 0, 0, 0, CTL],
+    usage: [Op.RESERVE_6, 0x11, 0, 0, 0, CONTROL_USAGE],
     reservation: 'spc2',
+    modifies: 'shared-state',
     handler: (lu, req) => reserveRelease(lu, req, true),
   },
   {
     name: 'RELEASE(6)',
     opcode: Op.RELEASE_6,
-    usage: [Op.RELEASE_6, 0x11, 0, 0, 0, CTL],
+    usage: [Op.RELEASE_6, 0x11, 0, 0, 0, CONTROL_USAGE],
     reservation: 'spc2',
+    modifies: 'nothing',
     handler: (lu, req) => reserveRelease(lu, req, false),
   },
   {
     name: 'RESERVE(10)',
     opcode: Op.RESERVE_10,
-    usage: [Op.RESERVE_10, 0x11, 0, 0, 0, 0, 0, 0, 0, CTL],
+    usage: [Op.RESERVE_10, 0x11, 0, 0, 0, 0, 0, 0, 0, CONTROL_USAGE],
     reservation: 'spc2',
+    modifies: 'shared-state',
     handler: (lu, req) => reserveRelease(lu, req, true),
   },
   {
     name: 'RELEASE(10)',
     opcode: Op.RELEASE_10,
-    usage: [Op.RELEASE_10, 0x11, 0, 0, 0, 0, 0, 0, 0, CTL],
+    usage: [Op.RELEASE_10, 0x11, 0, 0, 0, 0, 0, 0, 0, CONTROL_USAGE],
     reservation: 'spc2',
+    modifies: 'nothing',
     handler: (lu, req) => reserveRelease(lu, req, false),
   },
   ...persistentReservationCommands(),

@@ -8,10 +8,10 @@
  * from VPD page 83h; only logical units of this SCSI target device can be copied from or to.
  * Segments run in order, each in chunks under the destination's shared write lock.
  */
-import { Op, readU64, truncate } from './cdb.js';
-import type { CommandDescriptor, DeviceContext } from './command-table.js';
+import { Op, readU64, truncate, CONTROL_USAGE, FIELD32_USAGE } from './cdb.js';
+import type { CommandDescriptor, DeviceContext, Modification } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
-import { outOfRange } from './sbc.js';
+import { outOfRange } from './block-transfer.js';
 import {
   Asc,
   SenseKey,
@@ -20,10 +20,9 @@ import {
   invalidFieldInCdb,
   invalidFieldInParameterList,
   parameterListLengthError,
-  reservationConflict,
   senseError,
-  writeProtected,
 } from './sense.js';
+import type { ItNexus } from './nexus.js';
 import type { ScsiRequest, ScsiResponse } from './types.js';
 
 export const XCOPY_LIMITS = {
@@ -96,6 +95,8 @@ interface Segment {
   src: number;
   dst: number;
   blocks: number;
+  /** DC: NUMBER OF BLOCKS counts destination blocks (else source blocks). */
+  destinationCount: boolean;
   srcLba: number;
   dstLba: number;
   /** Offset of the descriptor in the parameter list (for field pointers). */
@@ -159,6 +160,7 @@ async function extendedCopy(lu: LogicalUnit, req: ScsiRequest, dev: DeviceContex
       src: p.readUInt16BE(o + 4),
       dst: p.readUInt16BE(o + 6),
       blocks: p.readUInt16BE(o + 10),
+      destinationCount: (p[o + 1]! & 0x02) !== 0,
       srcLba: readU64(p, o + 12),
       dstLba: readU64(p, o + 20),
       at: o,
@@ -166,7 +168,8 @@ async function extendedCopy(lu: LogicalUnit, req: ScsiRequest, dev: DeviceContex
     o += dlen;
   }
 
-  // Processing (errors from here on are COPY ABORTED and leave held status data).
+  // Every segment is checked before anything is copied: a copy that cannot complete writes nothing.
+  // Errors from here on are COPY ABORTED (the segment in the sense data) and leave held status data.
   const status: CopyStatus = { status: 0x01, segmentsProcessed: 0, transferred: 0 };
   const hold = (): void => {
     if (listIdUsage !== 0x03) lu.copyManager.hold(req.nexus.id, listId, status);
@@ -176,44 +179,95 @@ async function extendedCopy(lu: LogicalUnit, req: ScsiRequest, dev: DeviceContex
     hold();
     return copyAborted(asc, segment);
   };
+  const plans: SegmentPlan[] = [];
   for (let i = 0; i < segments.length; i++) {
-    const s = segments[i]!;
-    const src = targets[s.src];
-    const dst = targets[s.dst];
-    if (s.src >= targets.length || s.dst >= targets.length || src === undefined || dst === undefined) {
-      return abort(Asc.UNREACHABLE_COPY_TARGET, i);
-    }
-    if (dst.readOnly || req.nexus.readOnly) return writeProtected();
-    if (src !== lu && src.reservations.conflicts('read', req.nexus)) return reservationConflict();
-    if (dst !== lu && dst.reservations.conflicts('write', req.nexus)) return reservationConflict();
-    // A range the copy target cannot address: the copy is aborted (the segment is in the sense data).
-    if (outOfRange(src, s.srcLba, s.blocks) || outOfRange(dst, s.dstLba, s.blocks)) return abort(Asc.NO_ADDITIONAL_SENSE, i);
-    const bs = src.blockSize;
-    const per = Math.max(1, Math.floor(COPY_CHUNK / bs));
-    const buf = Buffer.allocUnsafe(Math.min(per, Math.max(s.blocks, 1)) * bs);
-    for (let done = 0; done < s.blocks; ) {
-      const n = Math.min(per, s.blocks - done);
-      const chunk = n * bs === buf.length ? buf : buf.subarray(0, n * bs);
-      try {
-        await src.backend.read(chunk, (s.srcLba + done) * bs);
-      } catch {
-        return abort(Asc.UNRECOVERED_READ_ERROR, i);
-      }
-      const release = await dst.locks.acquire(s.dstLba + done, n, false);
-      try {
-        await dst.backend.write(chunk, (s.dstLba + done) * bs, !dst.writeCache);
-      } catch {
-        return abort(Asc.WRITE_ERROR, i);
-      } finally {
-        release();
-      }
-      done += n;
-      status.transferred += n * bs;
-    }
+    const plan = planSegment(segments[i]!, targets);
+    if (typeof plan === 'number') return abort(plan, i);
+    // Refused as the READ / WRITE itself would be: nothing has been copied yet.
+    const refused = copyTargetsRefusal(plan, req.nexus);
+    if (refused !== undefined) return refused;
+    plans.push(plan);
+  }
+  for (let i = 0; i < plans.length; i++) {
+    const asc = await copySegment(plans[i]!, req.nexus, status);
+    if (asc !== undefined) return abort(asc, i);
     status.segmentsProcessed++;
   }
   hold();
   return good();
+}
+
+/** One block → block segment resolved against its copy targets. */
+interface SegmentPlan {
+  src: LogicalUnit;
+  dst: LogicalUnit;
+  /** Byte offsets on each copy target, and the bytes to copy. */
+  srcOffset: number;
+  dstOffset: number;
+  bytes: number;
+}
+
+/**
+ * Resolve a block → block segment (SPC-4 §6.4.6.3, descriptor 02h): the source LBA counts source
+ * blocks and the destination LBA destination blocks; NUMBER OF BLOCKS counts source blocks, or
+ * destination blocks with DC = 1. Returns the ASC of the COPY ABORTED that ends the command when
+ * the segment cannot be copied: an unknown copy target (UNREACHABLE COPY TARGET); bytes that are
+ * not whole blocks on both sides (UNEXPECTED INEXACT SEGMENT: residue handling is not offered);
+ * a range past either capacity (NO ADDITIONAL SENSE INFORMATION: SPC-4 names no code for it, and
+ * libiscsi's ExtendedCopy.ValidSegDescr requires COPY ABORTED with 00h/00h; the segment is in the
+ * COMMAND-SPECIFIC INFORMATION).
+ */
+function planSegment(s: Segment, targets: readonly (LogicalUnit | undefined)[]): SegmentPlan | number {
+  const src = targets[s.src];
+  const dst = targets[s.dst];
+  if (src === undefined || dst === undefined) return Asc.UNREACHABLE_COPY_TARGET;
+  const bytes = s.blocks * (s.destinationCount ? dst.blockSize : src.blockSize);
+  if (bytes % src.blockSize !== 0 || bytes % dst.blockSize !== 0) return Asc.UNEXPECTED_INEXACT_SEGMENT;
+  if (outOfRange(src, s.srcLba, bytes / src.blockSize) || outOfRange(dst, s.dstLba, bytes / dst.blockSize)) return Asc.NO_ADDITIONAL_SENSE;
+  return { src, dst, srcOffset: s.srcLba * src.blockSize, dstOffset: s.dstLba * dst.blockSize, bytes };
+}
+
+/**
+ * What the copy targets would answer this nexus' READ (source) and WRITE (destination) with
+ * before running it: NOT READY, ALUA state, reservation conflict, write protection (issue: a copy
+ * must not reach a logical unit that refuses I/O).
+ */
+function copyTargetsRefusal(plan: SegmentPlan, nexus: ItNexus): ScsiResponse | undefined {
+  return plan.src.copyTargetRefusal('read', nexus) ?? plan.dst.copyTargetRefusal('write', nexus);
+}
+
+/**
+ * Copy one segment in chunks, each written under the destination's shared range lock over exactly
+ * the destination blocks it writes. The copy targets' access is checked again before each chunk,
+ * so a reservation preempted or an access state changed mid-copy stops it. Returns the ASC of the
+ * COPY ABORTED on failure.
+ */
+async function copySegment(plan: SegmentPlan, nexus: ItNexus, status: CopyStatus): Promise<number | undefined> {
+  const { src, dst, bytes } = plan;
+  const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, bytes));
+  for (let done = 0; done < bytes; ) {
+    // COPY_CHUNK is a multiple of every block size (powers of two up to 64 KiB), so chunks are whole blocks on both sides.
+    const n = Math.min(COPY_CHUNK, bytes - done);
+    const chunk = n === buf.length ? buf : buf.subarray(0, n);
+    if (copyTargetsRefusal(plan, nexus) !== undefined) return Asc.COPY_TARGET_DEVICE_NOT_REACHABLE;
+    try {
+      await src.backend.read(chunk, plan.srcOffset + done);
+    } catch {
+      return Asc.UNRECOVERED_READ_ERROR;
+    }
+    const at = plan.dstOffset + done;
+    const release = await dst.locks.acquire(at / dst.blockSize, n / dst.blockSize, false);
+    try {
+      await dst.backend.write(chunk, at, !dst.writeCache);
+    } catch {
+      return Asc.WRITE_ERROR;
+    } finally {
+      release();
+    }
+    done += n;
+    status.transferred += n;
+  }
+  return undefined;
 }
 
 /** RECEIVE COPY RESULTS (LID1), SPC-4 §6.18. */
@@ -275,32 +329,41 @@ export function thirdPartyCopyPage(): Buffer {
   return page;
 }
 
-const CTL = 0x04;
-const L4 = [0xff, 0xff, 0xff, 0xff];
+/**
+ * EXTENDED COPY with a parameter list writes the medium of its copy destinations: a read-only
+ * I_T nexus (or a read-only addressed LU) is refused before anything is parsed. Each segment's
+ * destination is checked again as a WRITE would be (`copyTargetRefusal`).
+ */
+function extendedCopyModifies(cdb: Buffer): Modification {
+  return cdb.readUInt32BE(10) === 0 ? 'nothing' : 'medium';
+}
 
 export const XCOPY_COMMANDS: readonly CommandDescriptor[] = [
   {
     name: 'EXTENDED COPY(LID1)',
     opcode: Op.EXTENDED_COPY,
     serviceAction: 0x00,
-    usage: [Op.EXTENDED_COPY, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.EXTENDED_COPY, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'write',
+    modifies: extendedCopyModifies,
     handler: extendedCopy,
   },
   {
     name: 'RECEIVE COPY RESULTS (COPY STATUS)',
     opcode: Op.RECEIVE_COPY_RESULTS,
     serviceAction: RcrSa.COPY_STATUS,
-    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.COPY_STATUS, 0xff, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.COPY_STATUS, 0xff, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'read',
+    modifies: 'nothing',
     handler: receiveCopyResults,
   },
   {
     name: 'RECEIVE COPY RESULTS (OPERATING PARAMETERS)',
     opcode: Op.RECEIVE_COPY_RESULTS,
     serviceAction: RcrSa.OPERATING_PARAMETERS,
-    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.OPERATING_PARAMETERS, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTL],
+    usage: [Op.RECEIVE_COPY_RESULTS, RcrSa.OPERATING_PARAMETERS, 0, 0, 0, 0, 0, 0, 0, 0, ...FIELD32_USAGE, 0, CONTROL_USAGE],
     reservation: 'allowed',
+    modifies: 'nothing',
     handler: receiveCopyResults,
   },
 ];

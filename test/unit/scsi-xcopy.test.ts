@@ -3,50 +3,15 @@ import { MemoryBackend } from '../../src/backend/memory-backend.js';
 import { LogicalUnit } from '../../src/scsi/logical-unit.js';
 import { ScsiDevice } from '../../src/scsi/scsi-device.js';
 import { XCOPY_LIMITS } from '../../src/scsi/xcopy.js';
-import { KEY, cdb, clearUa, expectGood, expectSense, makeDevice, nexus, run, u16, u32, u64 } from './scsi-helpers.js';
+import { KEY, cdb, clearUa, expectGood, expectSense, makeDevice, nexus, run, u16, u32 } from './scsi-helpers.js';
+import { b2b, cscd as cscdOf, paramList, xcopy } from './xcopy-helpers.js';
 
 const BS = 512;
 const NAA0 = '6001405abcdef0123456789abcdef012';
 const NAA1 = '6001405abcdef0123456789abcdef099';
 
-/** Identification CSCD descriptor (E4h) naming an NAA designator. */
-function cscd(naa: string, blockSize = BS, pdt = 0): Buffer {
-  const d = Buffer.alloc(32);
-  d[0] = 0xe4;
-  d[1] = pdt;
-  d[4] = 0x01; // binary
-  d[5] = 0x03; // association LU, NAA
-  d[7] = 16;
-  Buffer.from(naa, 'hex').copy(d, 8);
-  d.writeUIntBE(blockSize, 29, 3);
-  return d;
-}
+const cscd = (naa: string, blockSize = BS, pdt = 0) => cscdOf(naa, blockSize, pdt);
 
-/** Block → block segment descriptor (02h). */
-function b2b(src: number, dst: number, blocks: number, srcLba: number, dstLba: number, type = 0x02): Buffer {
-  const d = Buffer.alloc(28);
-  d[0] = type;
-  d.writeUInt16BE(0x18, 2);
-  d.writeUInt16BE(src, 4);
-  d.writeUInt16BE(dst, 6);
-  d.writeUInt16BE(blocks, 10);
-  Buffer.from(u64(srcLba)).copy(d, 12);
-  Buffer.from(u64(dstLba)).copy(d, 20);
-  return d;
-}
-
-function paramList(cscds: Buffer[], segs: Buffer[], listId = 1, usage = 0): Buffer {
-  const c = Buffer.concat(cscds);
-  const s = Buffer.concat(segs);
-  const h = Buffer.alloc(16);
-  h[0] = listId;
-  h[1] = usage << 3;
-  h.writeUInt16BE(c.length, 2);
-  h.writeUInt32BE(s.length, 8);
-  return Buffer.concat([h, c, s]);
-}
-
-const xcopy = (len: number) => cdb([0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...u32(len), 0, 0]);
 const rcr = (sa: number, listId = 0, alloc = 1024) => cdb([0x84, sa, listId, 0, 0, 0, 0, 0, 0, 0, ...u32(alloc), 0, 0]);
 
 async function ready() {
