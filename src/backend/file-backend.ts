@@ -1,12 +1,11 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, dirname } from 'node:path';
 import type { BackendExtent, BlockBackend } from './block-backend.js';
+import { flock, isLockHeld, readFileIfExists, replaceFile } from './atomic-file.js';
 import { RequestMerger } from './request-merger.js';
 
 /** The part of fs-ext (CommonJS, no bundled types) this module uses. */
 interface FsExt {
-  flock(fd: number, flags: 'sh' | 'ex' | 'shnb' | 'exnb' | 'un', cb: (err: NodeJS.ErrnoException | null) => void): void;
   /** lseek(2) on the thread pool; `whence` is passed through, so SEEK_DATA/SEEK_HOLE work on Linux. */
   seek(fd: number, offset: number, whence: number, cb: (err: NodeJS.ErrnoException | null, pos: number) => void): void;
 }
@@ -58,14 +57,8 @@ function pFtruncate(fd: number, len: number): Promise<void> {
 function pFdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
-function pFlock(fd: number, flags: 'exnb' | 'un'): Promise<void> {
-  return new Promise((resolve, reject) => fsExt.flock(fd, flags, (err) => (err ? reject(err) : resolve())));
-}
 function pSeek(fd: number, offset: number, whence: number): Promise<number> {
   return new Promise((resolve, reject) => fsExt.seek(fd, offset, whence, (err, pos) => (err ? reject(err) : resolve(pos))));
-}
-function pFsync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 /**
@@ -149,10 +142,9 @@ export class FileBackend implements BlockBackend {
     try {
       // Lock before looking at or changing the size, so a file in use is never touched.
       try {
-        await pFlock(fd, 'exnb');
+        await flock(fd, 'exnb');
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EWOULDBLOCK' || code === 'EAGAIN') {
+        if (isLockHeld(err)) {
           throw errnoError(`${path} is in use by another server (exclusive lock held)`, 'ELOCKED', err);
         }
         throw fileError(path, 'cannot lock', err);
@@ -305,13 +297,8 @@ export class FileBackend implements BlockBackend {
   }
 
   /** `<lun file>.<name>`: read whole; ENOENT is "no sidecar". */
-  async readSidecar(name: string): Promise<Buffer | undefined> {
-    try {
-      return await fs.promises.readFile(`${this.description}.${name}`);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+  readSidecar(name: string): Promise<Buffer | undefined> {
+    return readFileIfExists(`${this.description}.${name}`);
   }
 
   /**
@@ -319,41 +306,7 @@ export class FileBackend implements BlockBackend {
    * rename it over the old one, fsync the directory. Removing unlinks and fsyncs the directory.
    */
   async writeSidecar(name: string, data: Buffer | undefined): Promise<void> {
-    const target = `${this.description}.${name}`;
-    const dir = dirname(target);
-    if (data === undefined) {
-      try {
-        await fs.promises.unlink(target);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-        throw err;
-      }
-      await syncDir(dir);
-      return;
-    }
-    const tmp = `${dir}/.${basename(target)}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`;
-    const { O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
-    const fd = await pOpen(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o644);
-    try {
-      try {
-        let done = 0;
-        while (done < data.length) {
-          const n = await new Promise<number>((resolve, reject) =>
-            fs.write(fd, data, done, data.length - done, done, (err, k) => (err ? reject(err) : resolve(k))),
-          );
-          if (n === 0) throw errnoError(`${tmp}: write made no progress`, 'EIO');
-          done += n;
-        }
-        await pFsync(fd);
-      } finally {
-        await pClose(fd);
-      }
-      await fs.promises.rename(tmp, target);
-    } catch (err) {
-      await fs.promises.unlink(tmp).catch(() => undefined);
-      throw err;
-    }
-    await syncDir(dir);
+    await replaceFile(`${this.description}.${name}`, data, true);
   }
 
   close(): Promise<void> {
@@ -362,7 +315,7 @@ export class FileBackend implements BlockBackend {
     this.fd = -1;
     this.closing = (async () => {
       try {
-        await pFlock(fd, 'un');
+        await flock(fd, 'un');
       } catch {
         // close() below releases the lock anyway
       }
@@ -395,16 +348,6 @@ function allocationUnitOf(blksize: number, blockSize: number): number {
 function fileError(path: string, what: string, err: unknown): NodeJS.ErrnoException {
   const e = err as NodeJS.ErrnoException;
   return errnoError(`${path}: ${what}: ${e.message}`, e.code ?? 'EIO', err);
-}
-
-/** fsync a directory so a rename/unlink in it is durable. */
-async function syncDir(dir: string): Promise<void> {
-  const fd = await pOpen(dir, fs.constants.O_RDONLY);
-  try {
-    await pFsync(fd);
-  } finally {
-    await pClose(fd);
-  }
 }
 
 function closedError(path: string): NodeJS.ErrnoException {

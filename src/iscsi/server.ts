@@ -1,9 +1,8 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { EffectiveConfig, IscsiSettings, PortalConfig, TargetDefinition } from '../config/types.js';
-import { FileBackend } from '../backend/file-backend.js';
-import { LogicalUnit } from '../scsi/logical-unit.js';
-import { ScsiDevice } from '../scsi/scsi-device.js';
+import { defaultNodeName, nodeGroup, nodePortals, openSharedTarget, type SharingNodeConfig } from '../cluster/shared-target.js';
+import type { SharingTiming } from '../cluster/shared-lun.js';
 import { Connection } from './connection.js';
 import { DataBudget } from './data-budget.js';
 import { BufferPool } from '../pdu/buffer-pool.js';
@@ -23,6 +22,13 @@ const SOCKET_HIGH_WATER_MARK = 8 * 1024 * 1024;
 
 /** Default for iscsi.maxDataInFlight: command data all connections may hold at once. */
 const DATA_BUDGET_BYTES = 64 * 1024 * 1024;
+
+export interface ServerOptions {
+  /** This node's name among the servers sharing LUN files (default: $GLFS_TARGET_NODE or the host name). */
+  nodeName?: string;
+  /** Timings of the LUN sharing protocol (tests shorten them). */
+  timing?: SharingTiming;
+}
 
 /**
  * The iSCSI target server: opens (and locks) every LUN's backing file, listens on the
@@ -51,8 +57,14 @@ export class IscsiServer implements ServerContext {
   /** CHAP keyring (replaced on reload) and the per-address authentication back-off. */
   readonly auth: AuthService;
 
-  constructor(config: EffectiveConfig, logger: Logger) {
+  /** The portals as this node serves them (TPGTs shifted per node, see nodePortals). */
+  private portals: PortalConfig[];
+  /** This server among the nodes sharing LUN files; set by start(). */
+  private sharing: SharingNodeConfig = { name: '', group: 1, relativePortIds: [] };
+
+  constructor(config: EffectiveConfig, logger: Logger, private readonly options: ServerOptions = {}) {
     this.config = config;
+    this.portals = config.portals;
     this.log = logger;
     this.dataBudget = new DataBudget(config.iscsi.maxDataInFlight ?? DATA_BUDGET_BYTES);
     this.bufferPool = new BufferPool(config.iscsi.maxDataInFlight ?? DATA_BUDGET_BYTES);
@@ -72,8 +84,12 @@ export class IscsiServer implements ServerContext {
     // CHAP secrets first: a missing or weak secret must stop the start-up before anything is opened.
     this.auth.install(await this.auth.prepare(this.config), this.config);
     try {
+      const name = this.options.nodeName ?? defaultNodeName();
+      const group = await nodeGroup(this.config.targets, name);
+      this.portals = nodePortals(this.config.portals, group);
+      this.sharing = { name, group, relativePortIds: this.portals.map((p) => p.tpgt), ...(this.options.timing ? { timing: this.options.timing } : {}) };
       for (const def of this.config.targets) this.targets.set(def.iqn.toLowerCase(), await this.openTarget(def));
-      for (const portal of this.config.portals) this.listeners.push(await this.listen(portal));
+      for (const portal of this.portals) this.listeners.push(await this.listen(portal));
     } catch (err) {
       await this.stop();
       throw err;
@@ -81,30 +97,7 @@ export class IscsiServer implements ServerContext {
   }
 
   private async openTarget(def: TargetDefinition): Promise<TargetNode> {
-    const units: LogicalUnit[] = [];
-    try {
-      for (const lun of def.luns) {
-        const backend = await FileBackend.open({
-          path: lun.path,
-          ...(lun.sizeBytes !== undefined ? { sizeBytes: lun.sizeBytes } : {}),
-          readOnly: lun.readOnly,
-          blockSize: lun.blockSize,
-        });
-        units.push(new LogicalUnit({
-          lun: lun.lun, backend, blockSize: lun.blockSize, readOnly: lun.readOnly, writeCache: lun.writeCache,
-          serial: lun.serial, naa: lun.naa, vendor: lun.vendor, product: lun.product, revision: lun.revision,
-          targetName: def.iqn,
-        }));
-        this.log.info(
-          { target: def.iqn, lun: lun.lun, path: lun.path, sizeBytes: backend.sizeBytes, readOnly: lun.readOnly, writeCache: lun.writeCache },
-          'LUN online',
-        );
-      }
-    } catch (err) {
-      await new ScsiDevice(units).close();
-      throw err;
-    }
-    const device = new ScsiDevice(units);
+    const device = await openSharedTarget(def, this.sharing, this.log);
     const node = new TargetNode(def, device);
     try {
       await device.opened();
@@ -192,7 +185,7 @@ export class IscsiServer implements ServerContext {
     const tsih = this.sessions.allocateTsih();
     const session = new Session(
       tsih, outcome.type, outcome.initiatorName, outcome.isid, outcome.target, outcome.params,
-      outcome.acl?.readOnly ?? false, outcome.cmdSN, this.settings.cmdWindow, conn.portal.tpgt,
+      outcome.acl?.readOnly ?? false, outcome.cmdSN, this.settings.cmdWindow, { tpgt: conn.portal.tpgt, group: this.sharing.group },
     );
     this.sessions.add(session);
     this.sessionConnection.set(session, conn);
@@ -281,7 +274,7 @@ export class IscsiServer implements ServerContext {
    */
   targetAddresses(conn: Connection): string[] {
     const local = conn.socket.localAddress ?? '127.0.0.1';
-    const ordered = [conn.portal, ...this.config.portals.filter((p) => p !== conn.portal)];
+    const ordered = [conn.portal, ...this.portals.filter((p) => p !== conn.portal)];
     const seen = new Set<string>();
     const out: string[] = [];
     for (const p of ordered) {

@@ -32,10 +32,11 @@ export class Session {
     readonly readOnly: boolean,
     initialCmdSN: number,
     private readonly window: number,
-    tpgt: number,
+    /** The portal group the session came through and the ALUA target port group it belongs to. */
+    port: { tpgt: number; group: number },
   ) {
     this.expCmdSN = initialCmdSN;
-    this.nexus = iscsiNexus(initiatorName, isid, target?.iqn ?? 'discovery', tpgt, readOnly);
+    this.nexus = iscsiNexus(initiatorName, isid, target?.iqn ?? 'discovery', port, readOnly);
   }
 
   /**
@@ -72,16 +73,18 @@ export class Session {
 /**
  * The I_T nexus of an iSCSI session: initiator port "<name>,i,0x<ISID>" and target port
  * "<target>,t,0x<TPGT>" (RFC 7143 §4.2.7.1, SCSI port names). One target port per portal group:
- * the relative port id and the port group are the TPGT (1 for TPGT 0, as ids start at 1).
+ * the relative port id is the TPGT (1 for TPGT 0, as ids start at 1); `group` is the ALUA target
+ * port group of this server's ports.
  */
-export function iscsiNexus(initiatorName: string, isid: string, targetName: string, tpgt: number, readOnly: boolean): ItNexus {
+export function iscsiNexus(initiatorName: string, isid: string, targetName: string, port: { tpgt: number; group: number }, readOnly: boolean): ItNexus {
   const initiatorPort = `${initiatorName},i,0x${isid}`.toLowerCase();
+  const tpgt = port.tpgt;
   const portId = tpgt === 0 ? 1 : tpgt & 0xffff;
   return createNexus({
     initiatorName,
     initiatorPort,
     transportId: encodeIscsiTransportId(initiatorPort),
-    targetPort: { name: `${targetName},t,0x${(tpgt & 0xffff).toString(16).padStart(4, '0')}`, relativeId: portId, groupId: portId },
+    targetPort: { name: `${targetName},t,0x${(tpgt & 0xffff).toString(16).padStart(4, '0')}`, relativeId: portId, groupId: port.group },
     readOnly,
   });
 }

@@ -1,5 +1,6 @@
 import type { BlockBackend } from '../backend/block-backend.js';
 import { ACTIVE_ONLY, aluaRefusal, type AluaState } from './alua.js';
+import type { AluaCoordinator } from './target-port-groups.js';
 import { Op } from './cdb.js';
 import { BAD_SERVICE_ACTION, ruleFor, type CommandDescriptor, type CommandTable, type DeviceContext } from './command-table.js';
 import { COMMANDS } from './commands.js';
@@ -67,6 +68,11 @@ export interface LogicalUnitOptions {
   thinProvisioning?: boolean;
   /** Where persistent reservations are kept; default: the backend's "pr.json" sidecar (APTPL only). */
   reservationStore?: ReservationStore;
+  /**
+   * Who runs the LU's target port groups when it is served through several servers (ALUA,
+   * SPC-4 §5.15): INQUIRY then reports TPGS = 11b, and REPORT / SET TARGET PORT GROUPS exist.
+   */
+  alua?: AluaCoordinator;
 }
 
 /** Stand-in CDBs whose descriptors give the rules of a READ and a WRITE (`copyTargetRefusal`). */
@@ -109,8 +115,13 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   readonly copyManager = new CopyManager();
 
   private wce: boolean;
-  /** ALUA access state of the target port group (SPC-4 §5.15.2); one group per target for now. */
+  /** ALUA access state of the target port group this server's ports are in (SPC-4 §5.15.2). */
   private aluaState: AluaState = 'active/optimized';
+  readonly alua?: AluaCoordinator;
+  /** Opcodes with at least one command available on this LU (computed on first need). */
+  private opcodesHere: Set<number> | undefined;
+  /** TPGS field of standard INQUIRY data: 11b (implicit and explicit ALUA) when `alua` is set. */
+  readonly tpgs: number;
   /** Persistent reservation state is loaded (from the backend's sidecar) before the first command runs. */
   private ready = false;
   private readonly loading: Promise<void>;
@@ -141,6 +152,8 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
     this.revision = opts.revision;
     this.targetName = opts.targetName;
     if (opts.targetPortalGroupTag !== undefined) this.targetPortalGroupTag = opts.targetPortalGroupTag;
+    if (opts.alua !== undefined) this.alua = opts.alua;
+    this.tpgs = opts.alua !== undefined ? 0x3 : 0;
     this.maxTransferBlocks = Math.max(1, Math.floor(MAX_TRANSFER_BYTES / bs));
     const b = opts.backend;
     this.thinProvisioned = (opts.thinProvisioning ?? true) && b.punchHole !== undefined && b.mapStatus !== undefined;
@@ -182,9 +195,27 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
     return this.aluaState;
   }
 
-  /** Set by whatever manages the target port groups (the multi-node work); default active/optimized. */
+  /**
+   * A service action this LU does not have: INVALID FIELD IN CDB when another service action of
+   * the opcode exists here, else the whole opcode is unknown (SPC-4 §4.3.4 / §6.35).
+   */
+  private unknownServiceAction(opcode: number): ScsiResponse {
+    this.opcodesHere ??= new Set(this.commands.all().filter((d) => d.available?.(this) ?? true).map((d) => d.opcode));
+    return this.opcodesHere.has(opcode) ? invalidFieldInCdb(1, 4) : invalidOpcode();
+  }
+
+  /** Set by whoever runs the target port groups (`alua`); default active/optimized. */
   setAccessState(state: AluaState): void {
     this.aluaState = state;
+  }
+
+  /**
+   * The access state of one of the LU's target port groups changed (here or through another
+   * server): every I_T nexus gets ASYMMETRIC ACCESS STATE CHANGED (2Ah/06h, SPC-4 §5.15.2.2), except
+   * `except` (the nexus whose SET TARGET PORT GROUPS caused it).
+   */
+  reportAccessStateChange(except?: ItNexus): void {
+    this.unitAttentions.establish(Asc.ASYMMETRIC_ACCESS_STATE_CHANGED, except);
   }
 
   /**
@@ -212,8 +243,8 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
         }
       }
       if (d === undefined) return invalidOpcode();
-      if (d === BAD_SERVICE_ACTION) return invalidFieldInCdb(1, 4);
-      if (d.available !== undefined && !d.available(this)) return invalidOpcode();
+      if (d === BAD_SERVICE_ACTION) return this.unknownServiceAction(cdb[0]!);
+      if (d.available !== undefined && !d.available(this)) return this.unknownServiceAction(d.opcode);
       const control = d.usage.length - 1;
       if (cdb.length <= control) return invalidFieldInCdb(0);
       // NACA = 1 asks for ACA, which this device server does not support: SAM-5 (CONTROL byte)
@@ -236,9 +267,17 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
    * - Write protection (`modifies`): DATA PROTECT / WRITE PROTECTED, as before any transfer.
    */
   private ruleRefusal(d: CommandDescriptor, cdb: Buffer, nexus: ItNexus): ScsiResponse | undefined {
-    const alua = aluaRefusal(this.aluaState, d.alua ?? ACTIVE_ONLY);
-    if (alua !== undefined) return alua;
-    if (!this.reservations.idle && this.reservations.conflicts(ruleFor(d.reservation ?? 'write', cdb), nexus)) {
+    const allowed = d.alua ?? ACTIVE_ONLY;
+    const refusal = aluaRefusal(this.aluaState, allowed);
+    const reservationClass = ruleFor(d.reservation ?? 'write', cdb);
+    if (refusal !== undefined) {
+      // Implicit ALUA (SPC-4 §5.15.2.8): reading or writing the medium here (not a path checker's
+      // TEST UNIT READY) may start moving the LU to this port.
+      const mediaAccess = reservationClass === 'read' || reservationClass === 'write';
+      const here = mediaAccess && this.alua !== undefined ? this.alua.refusedHere() : this.aluaState;
+      return here === this.aluaState ? refusal : aluaRefusal(here, allowed);
+    }
+    if (!this.reservations.idle && this.reservations.conflicts(reservationClass, nexus)) {
       return reservationConflict();
     }
     const modifies = ruleFor(d.modifies, cdb);

@@ -73,6 +73,11 @@ export class Reservations {
     return this.spc2.holder;
   }
 
+  /** Store version of the state in force (a multi-server layer publishes it). */
+  get version(): number {
+    return this.snapshot.version;
+  }
+
   /** Current persistent reservation state (for tests and diagnostics). */
   get persistent(): Readonly<PrState> {
     return this.snapshot.state;

@@ -70,6 +70,15 @@ export class ScsiDevice implements DeviceContext {
     return done;
   }
 
+  /** Resolves once no task on `lun` is running in the device server (new ones may be refused meanwhile). */
+  async quiesce(lun: number): Promise<void> {
+    for (;;) {
+      const running = this.tasks.select((t) => t.lun === lun && t.state === 'running' && t.execution !== null);
+      if (running.length === 0) return;
+      await Promise.allSettled(running.map((t) => t.execution));
+    }
+  }
+
   /** A pending task ends without running (its data transfer failed): it leaves the task set. */
   discard(task: Task): void {
     this.tasks.remove(task);

@@ -38,7 +38,7 @@ export function inquiry(id: InquiryIdentity, req: ScsiRequest): ScsiResponse {
     if (c[2] !== 0) return invalidFieldInCdb(2);
     return good(truncate(standardInquiry(id), alloc));
   }
-  const page = vpdPage(id, c[2]!);
+  const page = vpdPage(id, c[2]!, req.nexus.targetPort);
   if (!page) return invalidFieldInCdb(2);
   return good(truncate(page, alloc));
 }

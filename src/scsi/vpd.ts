@@ -1,4 +1,5 @@
 import { writeAsciiPadded, writeU64 } from './cdb.js';
+import type { TargetPort } from './nexus.js';
 import { thirdPartyCopyPage } from './xcopy.js';
 
 /** What INQUIRY reports about a logical unit. */
@@ -11,6 +12,8 @@ export interface InquiryIdentity {
   readonly naaBytes: Buffer;
   readonly targetName: string;
   readonly targetPortalGroupTag?: number;
+  /** TPGS field (SPC-4 §6.6.2): 11b when the LU has target port groups (ALUA), else 0. */
+  readonly tpgs?: number;
   readonly blockSize: number;
   readonly maxTransferBlocks: number;
   /** Logical block provisioning (SBC-3 §4.7): thin provisioned with UNMAP and WRITE SAME UNMAP. */
@@ -34,14 +37,14 @@ const VERSION_DESCRIPTORS = [0x00a0, 0x0960, 0x0460, 0x04c0];
 const STANDARD_INQUIRY_LENGTH = 74;
 
 /** Standard INQUIRY data (SPC-4 §6.6.2). `peripheral` = qualifier << 5 | device type. */
-export function standardInquiry(id: Pick<InquiryIdentity, 'vendor' | 'product' | 'revision'>, peripheral = 0x00): Buffer {
+export function standardInquiry(id: Pick<InquiryIdentity, 'vendor' | 'product' | 'revision' | 'tpgs'>, peripheral = 0x00): Buffer {
   const b = Buffer.alloc(STANDARD_INQUIRY_LENGTH);
   b[0] = peripheral;
   b[1] = 0x00; // RMB = 0
   b[2] = 0x06; // VERSION: SPC-4
   b[3] = 0x12; // HISUP = 1, RESPONSE DATA FORMAT = 2
   b[4] = STANDARD_INQUIRY_LENGTH - 5; // ADDITIONAL LENGTH
-  b[5] = 0x08; // 3PC (EXTENDED COPY); no SCCS, ACC, TPGS (no ALUA), PROTECT
+  b[5] = 0x08 | ((id.tpgs ?? 0) << 4); // 3PC (EXTENDED COPY), TPGS; no SCCS, ACC, PROTECT
   b[6] = 0x00;
   b[7] = 0x02; // CMDQUE
   writeAsciiPadded(b, id.vendor, 8, 8);
@@ -64,14 +67,14 @@ export const VpdPage = {
 const SUPPORTED = [0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2];
 
 /** Build a VPD page, or undefined when the page is not supported. */
-export function vpdPage(id: InquiryIdentity, page: number): Buffer | undefined {
+export function vpdPage(id: InquiryIdentity, page: number, port?: TargetPort): Buffer | undefined {
   switch (page) {
     case VpdPage.SUPPORTED_PAGES:
       return page4(0x00, Buffer.from(SUPPORTED));
     case VpdPage.UNIT_SERIAL_NUMBER:
       return page4(0x80, Buffer.from(ascii(id.serial), 'latin1'));
     case VpdPage.DEVICE_IDENTIFICATION:
-      return page4(0x83, deviceIdentification(id));
+      return page4(0x83, deviceIdentification(id, port));
     case VpdPage.THIRD_PARTY_COPY:
       return thirdPartyCopyPage();
     case VpdPage.BLOCK_LIMITS:
@@ -136,7 +139,11 @@ function blockLimits(id: InquiryIdentity): Buffer {
 }
 
 /** Designation descriptors of the Device Identification VPD page (SPC-4 §7.8.6). */
-function deviceIdentification(id: InquiryIdentity): Buffer {
+/**
+ * `port`: the target port the command came through, whose designators (relative target port,
+ * target port group, port name) are reported when the LU has target port groups (SPC-4 §7.8.6).
+ */
+function deviceIdentification(id: InquiryIdentity, port?: TargetPort): Buffer {
   const parts: Buffer[] = [];
   // NAA IEEE Registered Extended: binary, association LU, type 3.
   parts.push(designator(0x01, 0x03, id.naaBytes));
@@ -146,18 +153,24 @@ function deviceIdentification(id: InquiryIdentity): Buffer {
   t10.write(ascii(id.serial), 8, 'latin1');
   parts.push(designator(0x02, 0x01, t10));
   const ISCSI = 0x50; // PROTOCOL IDENTIFIER 5h (iSCSI) in bits 7-4, with PIV = 1
-  if (id.targetPortalGroupTag !== undefined) {
-    const tpgt = id.targetPortalGroupTag;
+  const tpgt = id.targetPortalGroupTag;
+  const reported = id.tpgs ? port : tpgt === undefined ? undefined : {
+    relativeId: tpgt === 0 ? 1 : tpgt & 0xffff,
+    groupId: tpgt === 0 ? 1 : tpgt & 0xffff,
+    // The iSCSI target port name format of RFC 7143 (SAM-2 port naming); LIO formats it the same way.
+    name: `${id.targetName},t,0x${(tpgt & 0xffff).toString(16).padStart(4, '0')}`,
+  };
+  if (reported !== undefined) {
     const rel = Buffer.alloc(4);
-    rel.writeUInt16BE(tpgt === 0 ? 1 : tpgt & 0xffff, 2);
+    rel.writeUInt16BE(reported.relativeId, 2);
     // Relative target port identifier: binary, PIV, association target port, type 4.
     parts.push(designator(ISCSI | 0x01, 0x80 | 0x10 | 0x04, rel));
     // Target port group: type 5.
-    parts.push(designator(ISCSI | 0x01, 0x80 | 0x10 | 0x05, rel));
-    // SCSI name string of the target port: "<target name>,t,0x<TPGT>", the iSCSI
-    // target port name format of RFC 7143 (SAM-2 port naming); LIO formats it the same way.
-    const port = `${id.targetName},t,0x${(tpgt & 0xffff).toString(16).padStart(4, '0')}`;
-    parts.push(designator(ISCSI | 0x03, 0x80 | 0x10 | 0x08, scsiNameString(port)));
+    const group = Buffer.alloc(4);
+    group.writeUInt16BE(reported.groupId, 2);
+    parts.push(designator(ISCSI | 0x01, 0x80 | 0x10 | 0x05, group));
+    // SCSI name string of the target port: UTF-8, PIV, association target port, type 8.
+    parts.push(designator(ISCSI | 0x03, 0x80 | 0x10 | 0x08, scsiNameString(reported.name)));
   }
   // SCSI name string of the target device: UTF-8, PIV, association target device, type 8.
   parts.push(designator(ISCSI | 0x03, 0x80 | 0x20 | 0x08, scsiNameString(id.targetName)));

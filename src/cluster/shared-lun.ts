@@ -1,0 +1,403 @@
+import fs from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { BackendExtent, BlockBackend } from '../backend/block-backend.js';
+import { FileBackend, type FileBackendOptions } from '../backend/file-backend.js';
+import type { AluaState } from '../scsi/alua.js';
+import type { ItNexus } from '../scsi/nexus.js';
+import { setTargetPortGroupsFailed, type AluaCoordinator, type TargetPortGroupInfo, type TpgStatus } from '../scsi/target-port-groups.js';
+import type { ScsiResponse } from '../scsi/types.js';
+import { ClusterView, type Heartbeat, type HandoverRequest, type OwnerRecord } from './cluster-view.js';
+import type { LunStateDir } from './state-dir.js';
+
+/** Timings of the ownership protocol (milliseconds). */
+export interface SharingTiming {
+  /** Heartbeats are written and read, and the lock tried, this often. */
+  readonly pollMs: number;
+  /** A heartbeat unchanged for this long is a server that is gone. */
+  readonly staleMs: number;
+  /** An owner hands over implicitly only after this long without media commands. */
+  readonly idleMs: number;
+  /** A handover request reserves the LUN for the node it names this long; an explicit transition waits at most this long. */
+  readonly handoverMs: number;
+}
+
+export const DEFAULT_TIMING: SharingTiming = { pollMs: 500, staleMs: 5000, idleMs: 3000, handoverMs: 10_000 };
+
+/** What a server serving a LUN file knows about itself. */
+export interface SharingNode {
+  readonly name: string;
+  /** Target port group of this server's ports (its node number). */
+  readonly group: number;
+  readonly relativePortIds: readonly number[];
+}
+
+/** What the ownership protocol needs from the logical unit it serves. */
+export interface SharedUnit {
+  setAccessState(state: AluaState): void;
+  /** Resolves once no command of the LU is inside the device server. */
+  quiesce(): Promise<void>;
+  /** Reload persistent reservations another server committed; the version now enforced. */
+  refreshReservations(): Promise<number>;
+  /** A target port group's access state changed (here or elsewhere): tell the nexuses (2Ah/06h). */
+  accessStatesChanged(): void;
+}
+
+class NotOwnerError extends Error {
+  readonly code = 'ENOTOWNER';
+}
+
+/**
+ * One LUN file served by several servers (one per gluster node), each through its own mount.
+ * Exactly one — the owner — holds the file's exclusive lock and serves media commands (ALUA
+ * active/optimized); the others are standby. Ownership is the lock: gluster's locks translator
+ * enforces it across clients and releases it only when the holder closes the file (its process
+ * ended) or the bricks lose the holder's client (network.ping-timeout). It is never broken by
+ * software, so a stopped owner keeps it until it runs again. It moves:
+ * - when the owner is gone: a standby's lock attempt succeeds;
+ * - on SET TARGET PORT GROUPS (explicit): a handover request; the owner drains, flushes, closes;
+ * - on media commands at a standby while the owner has been idle (implicit): the same request.
+ * A new owner opens the file afresh (no page cache from before) and records a new epoch; an owner
+ * that finds a newer epoch recorded, or cannot reach the volume, stops serving at once.
+ *
+ * It is the logical unit's BlockBackend (media commands go to the owned file) and its
+ * AluaCoordinator (REPORT / SET TARGET PORT GROUPS, implicit transitions).
+ */
+export class SharedLun implements BlockBackend, AluaCoordinator {
+  readonly description: string;
+  readonly sizeBytes: number;
+  readonly allocationUnit: number;
+  private data: FileBackend | null = null;
+  private role: 'owner' | 'standby' | 'releasing' = 'standby';
+  private epoch = 0;
+  private seq = 0;
+  private lastMediaIo = Date.now();
+  private unit: SharedUnit | undefined;
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> = Promise.resolve();
+  private closed = false;
+  private prVersion = 0;
+  private lastStatus: TpgStatus = 'none';
+  /** The group states last reported (noticeStateChanges). */
+  private lastStates = new Map<number, AluaState>();
+  /** When the volume last answered this server's heartbeat (an owner without it stops serving). */
+  private lastProof = Date.now();
+  private readonly view: ClusterView;
+
+  private constructor(
+    private readonly state: LunStateDir,
+    private readonly node: SharingNode,
+    private readonly fileOptions: FileBackendOptions,
+    private readonly timing: SharingTiming,
+    private readonly log: Logger,
+    sizeBytes: number,
+    allocationUnit: number,
+  ) {
+    this.description = fileOptions.path;
+    this.sizeBytes = sizeBytes;
+    this.allocationUnit = allocationUnit;
+    this.view = new ClusterView(state);
+  }
+
+  /**
+   * Join the servers of a LUN file: owner when its lock is free, else standby. Refuses (throws,
+   * code EBUSY) when another server of the same node name is already serving it — the same
+   * program started twice, or two configurations on one host naming the same file.
+   */
+  static async open(state: LunStateDir, node: SharingNode, fileOptions: FileBackendOptions, log: Logger, timing = DEFAULT_TIMING): Promise<SharedLun> {
+    await state.ensure();
+    let owned: FileBackend | null = null;
+    try {
+      owned = await FileBackend.open(fileOptions);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+    }
+    try {
+      await SharedLun.refuseSameNode(state, node, timing, owned === null);
+      const st = await fs.promises.stat(fileOptions.path);
+      const size = owned?.sizeBytes ?? Math.floor(st.size / fileOptions.blockSize) * fileOptions.blockSize;
+      if (size === 0) throw Object.assign(new Error(`${fileOptions.path} is smaller than one block`), { code: 'EINVAL' });
+      const lun = new SharedLun(state, node, fileOptions, timing, log, size, owned?.allocationUnit ?? fileOptions.blockSize);
+      if (owned !== null) {
+        await lun.becomeOwner(owned, 'none');
+        owned = null;
+      }
+      await lun.publish();
+      return lun;
+    } finally {
+      await owned?.close();
+    }
+  }
+
+  /**
+   * EBUSY when a live server with this node name (another process) already serves the file: its
+   * heartbeat is there and still changing. When the lock is held and no heartbeat is there yet,
+   * the holder may just have started: wait a few polls for it first.
+   */
+  private static async refuseSameNode(state: LunStateDir, node: SharingNode, timing: SharingTiming, lockHeld: boolean): Promise<void> {
+    const view = new ClusterView(state);
+    const until = Date.now() + (lockHeld ? 4 * timing.pollMs : 0);
+    await view.refresh();
+    while (view.peers().length === 0 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, timing.pollMs / 4));
+      await view.refresh();
+    }
+    const mine = view.peer(node.name);
+    if (mine === undefined || mine.beat.pid === process.pid) return;
+    if (await SharedLun.changes(view, node.name, timing)) {
+      throw Object.assign(new Error(`${state.lunPath} is already served by this node (${node.name}, pid ${mine.beat.pid}); a node serves a LUN file once`), { code: 'EBUSY' });
+    }
+  }
+
+  /** Whether `node`'s heartbeat changes within two poll periods (its server is running). */
+  private static async changes(view: ClusterView, node: string, timing: SharingTiming): Promise<boolean> {
+    const before = view.peer(node)?.beat.seq;
+    const until = Date.now() + 2 * timing.pollMs + 200;
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, timing.pollMs / 4));
+      await view.refresh();
+      if (view.peer(node)?.beat.seq !== before) return true;
+    }
+    return false;
+  }
+
+  /** Connect the logical unit and start the protocol. */
+  attach(unit: SharedUnit): void {
+    this.unit = unit;
+    unit.setAccessState(this.role === 'owner' ? 'active/optimized' : 'standby');
+    this.lastStates = new Map(this.groups().map((g) => [g.id, g.state]));
+    this.schedule();
+  }
+
+  get isOwner(): boolean {
+    return this.role === 'owner';
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      this.ticking = this.tick().catch((err: unknown) => this.log.warn({ err, path: this.description }, 'LUN sharing: poll failed')).finally(() => this.schedule());
+    }, this.timing.pollMs);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.view.refresh();
+      await this.publish();
+      this.lastProof = Date.now();
+    } catch (err) {
+      // The volume does not answer: an owner that cannot show it still owns the LUN stops serving.
+      if (this.role === 'owner' && Date.now() - this.lastProof > this.timing.staleMs / 2) {
+        this.log.error({ err, path: this.description }, 'LUN sharing: volume unreachable; not serving media commands until it answers');
+        this.unit?.setAccessState('transitioning');
+      }
+      throw err;
+    }
+    const version = await this.unit?.refreshReservations();
+    if (version !== undefined) this.prVersion = version;
+    if (this.role === 'owner') await this.ownerTick();
+    else if (this.role === 'standby') await this.standbyTick();
+    this.noticeStateChanges();
+  }
+
+  /**
+   * Report a change in the access state of any group, as RTPG shows it, to the LU's nexuses. A
+   * group seen for the first time (a node joining) is not a change of state.
+   */
+  private noticeStateChanges(): void {
+    const now = new Map(this.groups().map((g) => [g.id, g.state]));
+    const changed = [...now].some(([id, state]) => this.lastStates.has(id) && this.lastStates.get(id) !== state);
+    this.lastStates = now;
+    if (changed) this.unit?.accessStatesChanged();
+  }
+
+  private async ownerTick(): Promise<void> {
+    const record = await this.state.readJson<OwnerRecord>('owner.json');
+    if (record !== undefined && (record.epoch > this.epoch || (record.epoch === this.epoch && record.node !== this.node.name))) {
+      // Someone else holds a newer epoch: this server lost the lock without noticing. Stop now.
+      this.log.error({ path: this.description, epoch: this.epoch, newer: record }, 'LUN sharing: another node owns the LUN; stopping at once');
+      await this.stepDown('implicit', false);
+      return;
+    }
+    this.unit?.setAccessState('active/optimized');
+    const h = this.view.handover();
+    if (h === undefined || h.request.to === this.node.name || h.age > this.timing.handoverMs) return;
+    const idle = Date.now() - this.lastMediaIo;
+    if (h.request.reason === 'explicit' || idle >= this.timing.idleMs) {
+      this.log.info({ path: this.description, to: h.request.to, reason: h.request.reason, idleMs: idle }, 'LUN sharing: handing over');
+      await this.stepDown(h.request.reason === 'explicit' ? 'explicit' : 'implicit', true);
+    }
+  }
+
+  private async standbyTick(): Promise<void> {
+    const h = this.view.handover();
+    const reservedForOther = h !== undefined && h.request.to !== this.node.name && h.age < this.timing.handoverMs
+      && this.view.peer(h.request.to) !== undefined && this.view.peer(h.request.to)!.age < this.timing.staleMs;
+    if (reservedForOther) return;
+    let file: FileBackend;
+    try {
+      file = await FileBackend.open(this.fileOptions);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ELOCKED') return; // the owner is alive
+      throw err;
+    }
+    const status = h !== undefined && h.request.to === this.node.name ? (h.request.reason === 'explicit' ? 'explicit' : 'implicit') : 'implicit';
+    await this.becomeOwner(file, status);
+    if (h !== undefined && h.request.to === this.node.name) await this.state.remove('handover.json').catch(() => undefined);
+  }
+
+  /** The lock is ours: record a new epoch, load what others committed, serve. */
+  private async becomeOwner(file: FileBackend, status: TpgStatus): Promise<void> {
+    const record = await this.state.readJson<OwnerRecord>('owner.json').catch(() => undefined);
+    this.epoch = (record?.epoch ?? 0) + 1;
+    await this.state.writeJson('owner.json', { node: this.node.name, epoch: this.epoch } satisfies OwnerRecord, true);
+    this.data = file;
+    this.role = 'owner';
+    this.lastStatus = status;
+    this.lastMediaIo = Date.now();
+    if (this.unit !== undefined) {
+      const version = await this.unit.refreshReservations();
+      this.prVersion = version;
+      this.unit.setAccessState('active/optimized');
+    }
+    this.log.info({ path: this.description, node: this.node.name, epoch: this.epoch }, 'LUN sharing: this node owns the LUN (active/optimized)');
+    await this.publish().catch(() => undefined);
+  }
+
+  /**
+   * Stop serving: new media commands answer "transitioning", those running finish, the file is
+   * flushed (with `flush`) and closed, which releases the lock for the next owner.
+   */
+  private async stepDown(status: TpgStatus, flush: boolean): Promise<void> {
+    this.role = 'releasing';
+    this.unit?.setAccessState('transitioning');
+    await this.unit?.quiesce();
+    const file = this.data;
+    this.data = null;
+    try {
+      if (flush) await file?.flush();
+    } catch (err) {
+      this.log.error({ err, path: this.description }, 'LUN sharing: flush before handover failed');
+    } finally {
+      await file?.close().catch(() => undefined);
+    }
+    this.role = 'standby';
+    this.lastStatus = status;
+    this.unit?.setAccessState('standby');
+    await this.publish().catch(() => undefined);
+  }
+
+  private async publish(): Promise<void> {
+    const beat: Heartbeat = {
+      node: this.node.name, pid: process.pid, seq: ++this.seq, group: this.node.group, relativePortIds: this.node.relativePortIds,
+      role: this.role === 'releasing' ? 'transitioning' : this.role, epoch: this.role === 'owner' ? this.epoch : 0,
+      idleMs: Date.now() - this.lastMediaIo, prVersion: this.prVersion,
+    };
+    await this.state.writeJson(`node-${this.node.name}.json`, beat);
+  }
+
+  /** Resolves when `peer` has been seen to enforce persistent reservations version `version`, or after `ms`. */
+  async peersSawReservations(version: number, ms = 3000): Promise<void> {
+    const until = Date.now() + ms;
+    while (Date.now() < until && !this.closed) {
+      const owner = this.view.peers().find((p) => p.beat.role === 'owner' && p.age < this.timing.staleMs);
+      if (this.role === 'owner' || owner === undefined || owner.beat.prVersion >= version) return;
+      await new Promise((r) => setTimeout(r, this.timing.pollMs / 4));
+      await this.view.refresh();
+    }
+  }
+
+  // ── AluaCoordinator ────────────────────────────────────────────────────────────────────────
+
+  groups(): readonly TargetPortGroupInfo[] {
+    const byGroup = new Map<number, TargetPortGroupInfo>();
+    for (const p of this.view.peers()) {
+      if (p.beat.node === this.node.name) continue;
+      const alive = p.age < this.timing.staleMs;
+      const state: AluaState = !alive ? 'unavailable' : p.beat.role === 'owner' ? 'active/optimized' : p.beat.role === 'transitioning' ? 'transitioning' : 'standby';
+      byGroup.set(p.beat.group, { id: p.beat.group, state, relativePortIds: p.beat.relativePortIds, status: 'none' });
+    }
+    const mine: AluaState = this.role === 'owner' ? 'active/optimized' : this.role === 'releasing' ? 'transitioning' : 'standby';
+    byGroup.set(this.node.group, { id: this.node.group, state: mine, relativePortIds: this.node.relativePortIds, status: this.lastStatus });
+    return [...byGroup.values()].sort((a, b) => a.id - b.id);
+  }
+
+  async activate(groupId: number, _issuer: ItNexus): Promise<ScsiResponse | undefined> {
+    const target = groupId === this.node.group ? this.node.name : this.view.peers().find((p) => p.beat.group === groupId)?.beat.node;
+    if (target === undefined) return setTargetPortGroupsFailed();
+    if (target === this.node.name && this.role === 'owner') return undefined;
+    await this.requestHandover(target, 'explicit');
+    const until = Date.now() + this.timing.handoverMs;
+    while (Date.now() < until && !this.closed) {
+      await new Promise((r) => setTimeout(r, this.timing.pollMs / 4));
+      if (target === this.node.name ? this.role === 'owner' : this.view.peer(target)?.beat.role === 'owner') return undefined;
+    }
+    return setTargetPortGroupsFailed();
+  }
+
+  refusedHere(): AluaState {
+    if (this.role !== 'standby') return this.role === 'owner' ? 'active/optimized' : 'transitioning';
+    const h = this.view.handover();
+    if (h !== undefined && h.request.to === this.node.name && h.age < this.timing.handoverMs) return 'transitioning';
+    const owner = this.view.peers().find((p) => p.beat.role === 'owner' && p.age < this.timing.staleMs);
+    // Never take the LUN from an owner that is serving I/O (no ping-pong between paths).
+    if (owner !== undefined && owner.beat.idleMs + owner.age < this.timing.idleMs) return 'standby';
+    void this.requestHandover(this.node.name, 'implicit').catch((err: unknown) => this.log.warn({ err }, 'LUN sharing: handover request failed'));
+    return 'transitioning';
+  }
+
+  private async requestHandover(to: string, reason: HandoverRequest['reason']): Promise<void> {
+    const request: HandoverRequest = { to, reason, id: randomUUID() };
+    this.view.noteHandover(request);
+    await this.state.writeJson('handover.json', request);
+  }
+
+  // ── BlockBackend: media commands go to the owned file ────────────────────────────────────────
+
+  private owned(): FileBackend {
+    if (this.data === null) throw new NotOwnerError(`${this.description}: this node does not own the LUN`);
+    this.lastMediaIo = Date.now();
+    return this.data;
+  }
+
+  read(buf: Buffer, offset: number): Promise<void> {
+    return this.guard(() => this.owned().read(buf, offset));
+  }
+
+  write(data: Buffer | readonly Buffer[], offset: number, durable: boolean): Promise<void> {
+    return this.guard(() => this.owned().write(data, offset, durable));
+  }
+
+  flush(): Promise<void> {
+    if (this.data === null) return Promise.resolve(); // nothing written through this node is pending
+    return this.guard(() => this.owned().flush());
+  }
+
+  punchHole(offset: number, length: number, durable: boolean): Promise<void> {
+    return this.guard(() => this.owned().punchHole(offset, length, durable));
+  }
+
+  mapStatus(offset: number, length: number): Promise<BackendExtent> {
+    return this.guard(() => this.owned().mapStatus(offset, length));
+  }
+
+  private guard<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return op();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    await this.ticking.catch(() => undefined);
+    const file = this.data;
+    this.data = null;
+    await file?.close();
+    await this.state.remove(`node-${this.node.name}.json`).catch(() => undefined);
+  }
+}
