@@ -145,7 +145,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     const mine = view.peer(node.name);
     if (mine === undefined || mine.beat.pid === process.pid) return;
     if (await SharedLun.changes(view, node.name, timing)) {
-      throw Object.assign(new Error(`${state.lunPath} is already served by this node (${node.name}, pid ${mine.beat.pid}); a node serves a LUN file once`), { code: 'EBUSY' });
+      throw Object.assign(new Error(`${state.lunPath} is in use: already served by this node (${node.name}, pid ${mine.beat.pid}); a node serves a LUN file once`), { code: "EBUSY" });
     }
   }
 

@@ -91,6 +91,24 @@ export class GlusterVolume {
     return v;
   }
 
+  /**
+   * Mounts the volume once more at `dir`: another gluster client (its own glusterfs process), as a
+   * second or third gluster node would have. Unmounted by stop().
+   */
+  async mountClient(dir: string): Promise<void> {
+    mkdirSync(dir, { recursive: true });
+    await ok(nsExec('mount', ['-t', 'glusterfs', `${GLUSTER_IP}:/${this.name}`, dir]));
+    const m = await run('findmnt', ['-n', '-o', 'FSTYPE', dir]);
+    if (m.stdout.trim() !== 'fuse.glusterfs') throw new Error(`volume not mounted at ${dir}: ${describeRun(m)}`);
+  }
+
+  /** Pid of the glusterfs client process serving the FUSE mount at `dir` (undefined if none). */
+  async clientPid(dir: string): Promise<number | undefined> {
+    const r = await run('pgrep', ['-f', `glusterfs.*${dir}$`]);
+    const pids = r.stdout.split('\n').map(Number).filter((n) => n > 0);
+    return pids[0];
+  }
+
   log(): string {
     try {
       return readFileSync(join(BASE, 'glusterd.log'), 'utf8').split('\n').slice(-40).join('\n');
@@ -147,7 +165,8 @@ export class GlusterVolume {
   }
 
   async stop(): Promise<void> {
-    await run('umount', ['-l', this.mount], { timeout: 30_000 });
+    const mounts = (await run('findmnt', ['-rn', '-t', 'fuse.glusterfs', '-o', 'TARGET'])).stdout.split('\n').filter((m) => m.startsWith(this.dir));
+    for (const m of mounts) await run('umount', ['-l', m], { timeout: 30_000 });
     await this.cli('volume', 'stop', this.name, 'force');
     await this.cli('volume', 'delete', this.name);
     await GlusterVolume.teardownAll();
