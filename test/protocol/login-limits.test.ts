@@ -66,6 +66,32 @@ describe('login text limits (RFC 7143 §6.1, §4.2.7.1)', () => {
     expect(await ini.waitClosed()).toBe(true);
   });
 
+  it('a connection that pipelines Login Requests is dropped, and another session\'s NOP-Out round trip stays fast', async () => {
+    const other = await loggedIn();
+    const flooder = await TestInitiator.connect(srv.port);
+    const one = loginHeader({ csg: 0, cont: true });
+    const burst = Buffer.concat(Array.from({ length: 10_000 }, () => one));
+    let flooding = true;
+    const flood = (async () => {
+      // Empty C-bit Login Requests, written as fast as the socket takes them, until dropped or told to stop.
+      while (flooding && !flooder.closed) {
+        if (!flooder.socket.write(burst)) await new Promise((r) => { flooder.socket.once('drain', r); flooder.socket.once('close', r); });
+      }
+    })();
+    const rtts: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = Date.now();
+      await other.nopOut();
+      rtts.push(Date.now() - t0);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    flooding = false;
+    await flood;
+    expect(Math.max(...rtts)).toBeLessThan(500);
+    expect(await flooder.waitClosed(3000)).toBe(true);
+    other.close();
+  });
+
   it('accepts an InitiatorName of 223 bytes and refuses 224 (0x0200); a TargetName over 223 bytes likewise', async () => {
     const name = (n: number): string => `iqn.2007-10.com.example:${'x'.repeat(n - 24)}`;
     expect(name(223)).toHaveLength(223);
