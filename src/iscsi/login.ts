@@ -87,6 +87,8 @@ export class LoginHandler {
   /** Text received in this login so far: at most MAX_GATHERED_TEXT (§6.1). */
   private textReceived = 0;
   private unsent: UnsentResponse | null = null;
+  /** Set when the last step failed on a wrong CHAP response (what the back-off counts). */
+  private chapResponseFailed = false;
   private negotiator: Negotiator;
   private sessionType: SessionType = 'Normal';
   private initiatorName = '';
@@ -121,36 +123,25 @@ export class LoginHandler {
         : err instanceof ChapError ? new LoginFailure(LoginStatus.AuthenticationFailure, err.message)
         : err instanceof TextFormatError || err instanceof NegotiationError ? new LoginFailure(LoginStatus.InitiatorError, err.message)
         : new LoginFailure(LoginStatus.TargetError, err instanceof Error ? err.message : String(err));
-      if (failure.status === LoginStatus.AuthenticationFailure || failure.status === LoginStatus.AuthorizationFailure) {
-        failure = this.countFailure(failure);
-      }
+      if (this.chapResponseFailed) failure = await this.holdRefusal(failure);
       return this.failureReply(pdu, failure);
     }
   }
 
-  /** Count an authentication/authorization failure against the source address (back-off). */
-  private countFailure(failure: LoginFailure): LoginFailure {
+  /**
+   * A wrong CHAP response is answered only after the back-off delay of this initiator name and
+   * address, which grows with its failures (src/auth/backoff.ts). A correct response never waits,
+   * and nothing else (ACL refusals included) counts.
+   */
+  private async holdRefusal(failure: LoginFailure): Promise<LoginFailure> {
     const auth = this.ctx.auth;
-    const address = this.ctx.remoteAddress;
-    if (auth === undefined || address === undefined || address === '') return failure;
-    const blockMs = auth.backoff.recordFailure(address);
-    if (blockMs === 0) return failure;
-    const n = auth.backoff.failures(address);
-    return new LoginFailure(failure.status, `${failure.message}; ${n} failures from this address, its logins are refused for ${Math.ceil(blockMs / 1000)} s`);
-  }
-
-  /** Refuse a login from an address in authentication back-off, before any credential is checked. */
-  private checkBackoff(): void {
-    const auth = this.ctx.auth;
-    const address = this.ctx.remoteAddress;
-    if (auth === undefined || address === undefined || address === '') return;
-    const ms = auth.backoff.blockedMs(address);
-    if (ms > 0) {
-      throw new LoginFailure(
-        LoginStatus.ServiceUnavailable,
-        `authentication back-off: ${auth.backoff.failures(address)} failed logins from this address; try again in ${Math.ceil(ms / 1000)} s`,
-      );
-    }
+    if (auth === undefined) return failure;
+    const address = this.ctx.remoteAddress ?? '';
+    const delayMs = auth.backoff.recordFailure(this.initiatorName, address);
+    if (delayMs === 0) return failure;
+    await new Promise<void>((resolve) => setTimeout(resolve, delayMs).unref());
+    const n = auth.backoff.failures(this.initiatorName, address);
+    return new LoginFailure(failure.status, `${failure.message}; ${n} failed CHAP responses from this initiator and address; answered after ${delayMs / 1000} s`);
   }
 
   private async step(pdu: Pdu): Promise<LoginReply> {
@@ -264,7 +255,6 @@ export class LoginHandler {
     if (name === undefined || name === '') throw new LoginFailure(LoginStatus.MissingParameter, 'InitiatorName missing');
     checkNameLength('InitiatorName', name);
     this.initiatorName = name;
-    this.checkBackoff();
     const type = get('SessionType') ?? 'Normal';
     if (type !== 'Normal' && type !== 'Discovery') throw new LoginFailure(LoginStatus.SessionTypeNotSupported, `SessionType ${type}`);
     this.sessionType = type;
@@ -373,9 +363,12 @@ export class LoginHandler {
         out.push(...chap.selectAlgorithm(chapKeys.CHAP_A));
         return out;
       case 'response':
-        // Checked again here so that connections opened in parallel do not buy more guesses.
-        this.checkBackoff();
-        out.push(...chap.verify(chapKeys));
+        try {
+          out.push(...chap.verify(chapKeys));
+        } catch (err) {
+          this.chapResponseFailed = true;
+          throw err;
+        }
         this.authenticated = true;
         return out;
       case 'done':
