@@ -1,6 +1,6 @@
 /**
  * The server's authentication state, as logins see it: the CHAP keyring of the configuration in
- * force (swapped atomically by reload) and the per-address back-off (kept across reloads).
+ * force (swapped atomically by reload) and the CHAP back-off per initiator name and address (kept across reloads).
  */
 import { ChapKeyring, resolveChapSecrets, type ChapConfig, type ResolvedChap } from '../config/chap.js';
 import type { AclEntry, EffectiveConfig, IscsiSettings } from '../config/types.js';

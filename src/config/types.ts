@@ -90,9 +90,9 @@ export interface IscsiSettings {
   /** Most connections from one source address in the login phase at once (default 16). */
   maxPendingLoginsPerAddress?: number;
   /**
-   * Authentication back-off per source address: after this many authentication/authorization
-   * failures (0 = never back off; default 5), logins from the address are refused for
-   * authBackoffInitial seconds, doubling with each further failure up to authBackoffMax.
+   * CHAP back-off per initiator name and source address: from this many wrong CHAP responses on
+   * (0 = never; default 5), a refusal is answered after authBackoffInitial seconds, doubling with
+   * each further failure up to authBackoffMax (and 5 s). Correct logins never wait.
    */
   authBackoffAfter?: number;
   authBackoffInitial?: number;

@@ -19,13 +19,20 @@ import type { SessionPort } from './session-port.js';
 let connectionIds = 0;
 const PAUSE_DRAIN = 1;
 const PAUSE_MEMORY = 2;
+/**
+ * Login Requests that may wait while a login step completes. The login phase is one request, one
+ * response (RFC 7143 §6.3, §11.12.2): an initiator that sends more before its answer breaks it.
+ */
+const MAX_QUEUED_LOGIN_PDUS = 4;
 
 /** Login phase (RFC 7143 §6.3): PDUs go to the login handler one step at a time. */
 interface LoginPhase {
   readonly kind: 'login';
   readonly handler: LoginHandler;
-  /** PDUs that arrived while a login step was completing (session reinstatement waits for old tasks). */
-  queue: Pdu[] | null;
+  /** A login step is completing (session reinstatement waits for old tasks). */
+  busy: boolean;
+  /** PDUs that arrived meanwhile, in order; at most MAX_QUEUED_LOGIN_PDUS. */
+  readonly queue: Pdu[];
   readonly timer: NodeJS.Timeout;
 }
 
@@ -93,7 +100,7 @@ export class Connection {
       this.close('login timeout');
     }, ctx.settings.loginTimeout * 1000);
     timer.unref();
-    this.phase = { kind: 'login', handler, queue: null, timer };
+    this.phase = { kind: 'login', handler, busy: false, queue: [], timer };
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.onClose());
     socket.on('drain', () => this.resume(PAUSE_DRAIN));
@@ -246,8 +253,12 @@ export class Connection {
   // ── Login phase ──────────────────────────────────────────────────────────────────────
 
   private onLoginPdu(phase: LoginPhase, pdu: Pdu): void {
-    if (phase.queue !== null) {
-      // A login step is still completing (session reinstatement waits for old tasks).
+    if (phase.busy) {
+      if (phase.queue.length >= MAX_QUEUED_LOGIN_PDUS) {
+        this.log.warn({ ...phase.handler.who, queued: phase.queue.length }, 'Login Requests sent without waiting for their responses; dropping connection');
+        this.destroy('login requests not waiting for responses');
+        return;
+      }
       phase.queue.push(pdu);
       return;
     }
@@ -256,17 +267,18 @@ export class Connection {
       this.statSN = pdu.expStatSN;
       this.statSNStarted = true;
     }
-    phase.queue = [];
+    phase.busy = true;
     void phase.handler.handle(pdu).then((reply) => {
+      phase.busy = false;
       if (this.closed) return;
       reply.header.writeUInt32BE(reply.expCmdSN, 28);
       reply.header.writeUInt32BE(reply.maxCmdSN, 32);
       const done = reply.done;
-      const queued = phase.queue ?? [];
-      phase.queue = null;
       if (done === undefined) {
         this.send(reply.header, reply.data, true);
-        for (const p of queued) this.onPdu(p);
+        // The next queued PDU starts the next step; the rest keep waiting (each PDU is queued once).
+        const queued = phase.queue.shift();
+        if (queued !== undefined) this.onPdu(queued);
         return;
       }
       if (!done.ok) {
@@ -282,7 +294,7 @@ export class Connection {
       // Digests start with the first PDU after the final Login Response (§13.1).
       this.send(reply.header, reply.data, true);
       this.enterFullFeature(phase, done.session);
-      for (const p of queued) this.onPdu(p);
+      for (const p of phase.queue.splice(0)) this.onPdu(p);
     });
   }
 

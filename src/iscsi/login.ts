@@ -10,9 +10,23 @@ import { LoginFailure, LoginStatus } from './login-status.js';
 import { Negotiator, NegotiationError, SECURITY_KEYS, type SessionParams } from './negotiation.js';
 import type { Session, SessionType } from './session.js';
 import type { TargetNode } from './target-node.js';
+import { MAX_GATHERED_TEXT, TextGatherer } from './text-gather.js';
 
 /** Login stages (CSG/NSG), RFC 7143 §11.12.3. */
 const enum Stage { Security = 0, Operational = 1, FullFeature = 3 }
+
+/** RFC 7143 §4.2.7.1: an iSCSI name is at most 223 bytes of UTF-8. */
+const MAX_ISCSI_NAME_BYTES = 223;
+
+/** §13.12: the default MaxRecvDataSegmentLength (8192), in force for Login Responses unless the initiator declared less. */
+const LOGIN_SEGMENT_DEFAULT = 8192;
+
+/** A Login Response too long for one PDU, still being sent (§11.13.3, C bit); `next` as in `conclude`. */
+interface UnsentResponse {
+  rest: Buffer;
+  csg: Stage;
+  next: Stage | null;
+}
 
 /** What a completed login asks the server to establish. */
 export interface LoginOutcome {
@@ -68,7 +82,13 @@ export interface LoginReply {
 export class LoginHandler {
   private first: { isid: Buffer; isidHex: string; tsih: number; cid: number; cmdSN: number } | null = null;
   private stage: Stage | null = null;
-  private pendingText: Buffer[] = [];
+  /** Text of the current request, gathered from C-bit PDUs (§11.12.2). */
+  private readonly pendingText = new TextGatherer();
+  /** Text received in this login so far: at most MAX_GATHERED_TEXT (§6.1). */
+  private textReceived = 0;
+  private unsent: UnsentResponse | null = null;
+  /** Set when the last step failed on a wrong CHAP response (what the back-off counts). */
+  private chapResponseFailed = false;
   private negotiator: Negotiator;
   private sessionType: SessionType = 'Normal';
   private initiatorName = '';
@@ -103,36 +123,25 @@ export class LoginHandler {
         : err instanceof ChapError ? new LoginFailure(LoginStatus.AuthenticationFailure, err.message)
         : err instanceof TextFormatError || err instanceof NegotiationError ? new LoginFailure(LoginStatus.InitiatorError, err.message)
         : new LoginFailure(LoginStatus.TargetError, err instanceof Error ? err.message : String(err));
-      if (failure.status === LoginStatus.AuthenticationFailure || failure.status === LoginStatus.AuthorizationFailure) {
-        failure = this.countFailure(failure);
-      }
+      if (this.chapResponseFailed) failure = await this.holdRefusal(failure);
       return this.failureReply(pdu, failure);
     }
   }
 
-  /** Count an authentication/authorization failure against the source address (back-off). */
-  private countFailure(failure: LoginFailure): LoginFailure {
+  /**
+   * A wrong CHAP response is answered only after the back-off delay of this initiator name and
+   * address, which grows with its failures (src/auth/backoff.ts). A correct response never waits,
+   * and nothing else (ACL refusals included) counts.
+   */
+  private async holdRefusal(failure: LoginFailure): Promise<LoginFailure> {
     const auth = this.ctx.auth;
-    const address = this.ctx.remoteAddress;
-    if (auth === undefined || address === undefined || address === '') return failure;
-    const blockMs = auth.backoff.recordFailure(address);
-    if (blockMs === 0) return failure;
-    const n = auth.backoff.failures(address);
-    return new LoginFailure(failure.status, `${failure.message}; ${n} failures from this address, its logins are refused for ${Math.ceil(blockMs / 1000)} s`);
-  }
-
-  /** Refuse a login from an address in authentication back-off, before any credential is checked. */
-  private checkBackoff(): void {
-    const auth = this.ctx.auth;
-    const address = this.ctx.remoteAddress;
-    if (auth === undefined || address === undefined || address === '') return;
-    const ms = auth.backoff.blockedMs(address);
-    if (ms > 0) {
-      throw new LoginFailure(
-        LoginStatus.ServiceUnavailable,
-        `authentication back-off: ${auth.backoff.failures(address)} failed logins from this address; try again in ${Math.ceil(ms / 1000)} s`,
-      );
-    }
+    if (auth === undefined) return failure;
+    const address = this.ctx.remoteAddress ?? '';
+    const delayMs = auth.backoff.recordFailure(this.initiatorName, address);
+    if (delayMs === 0) return failure;
+    await new Promise<void>((resolve) => setTimeout(resolve, delayMs).unref());
+    const n = auth.backoff.failures(this.initiatorName, address);
+    return new LoginFailure(failure.status, `${failure.message}; ${n} failed CHAP responses from this initiator and address; answered after ${delayMs / 1000} s`);
   }
 
   private async step(pdu: Pdu): Promise<LoginReply> {
@@ -146,6 +155,7 @@ export class LoginHandler {
     } else if (pdu.isid !== this.first.isidHex || pdu.tsih !== this.first.tsih) {
       throw new LoginFailure(LoginStatus.InitiatorError, 'ISID or TSIH changed during login');
     }
+    if (this.unsent !== null) return this.continueResponse(pdu, this.unsent);
     const csg = pdu.loginCsg as Stage;
     const transit = pdu.loginTransit;
     const nsg = pdu.loginNsg as Stage;
@@ -157,11 +167,14 @@ export class LoginHandler {
     this.stage = csg;
 
     // §11.12 (C bit) / §6.1: text may span PDUs; answer each partial PDU with an empty response.
-    this.pendingText.push(pdu.data);
-    if (pdu.loginContinue) return this.reply(pdu, false, csg, csg, undefined);
-    const text = Buffer.concat(this.pendingText);
-    this.pendingText = [];
-    const pairs = decodeText(text);
+    // The whole login may bring MAX_GATHERED_TEXT bytes, checked before anything else (ACL, CHAP).
+    this.textReceived += pdu.data.length;
+    if (this.textReceived > MAX_GATHERED_TEXT) {
+      throw new LoginFailure(LoginStatus.InitiatorError, `login text exceeds ${MAX_GATHERED_TEXT} bytes (RFC 7143 §6.1)`);
+    }
+    this.pendingText.add(pdu.data);
+    if (pdu.loginContinue) return this.reply(pdu, false, csg, csg);
+    const pairs = decodeText(this.pendingText.take());
 
     if (this.initiatorName === '') this.identify(pairs);
     const answer: TextPairs = [];
@@ -187,30 +200,50 @@ export class LoginHandler {
       if (this.target?.definition.alias !== undefined) answer.push(['TargetAlias', this.target.definition.alias]);
       this.sentTpgt = true;
     }
-    if (!transit) return this.reply(pdu, false, csg, csg, answer);
-    if (csg === Stage.Security && !this.authenticated) {
-      // Authentication not yet complete: stay in the security stage.
-      return this.reply(pdu, false, csg, csg, answer);
-    }
-    this.stage = nsg;
-    if (nsg !== Stage.FullFeature) return this.reply(pdu, true, csg, nsg, answer);
+    // Stay in this stage unless asked to move on; in the security stage, only once authenticated.
+    const next = transit && (csg !== Stage.Security || this.authenticated) ? nsg : null;
+    if (next === Stage.FullFeature) answer.push(...this.negotiator.finalDeclarations());
+    return this.respond(pdu, csg, next, encodeText(answer));
+  }
 
-    answer.push(...this.negotiator.finalDeclarations());
+  /** §11.13.3: a response longer than a login PDU may carry goes out in parts with the C bit (and T=0). */
+  private respond(pdu: Pdu, csg: Stage, next: Stage | null, data: Buffer): Promise<LoginReply> | LoginReply {
+    const limit = Math.min(LOGIN_SEGMENT_DEFAULT, this.negotiator.initiatorMaxRecvDataSegmentLength);
+    if (data.length <= limit) return this.conclude(pdu, csg, next, data);
+    this.unsent = { rest: data.subarray(limit), csg, next };
+    return this.reply(pdu, false, csg, csg, data.subarray(0, limit), true);
+  }
+
+  /** The initiator asks for the rest of a long response with empty Login Requests of the same stage (§11.12.2, §11.13.3). */
+  private continueResponse(pdu: Pdu, unsent: UnsentResponse): Promise<LoginReply> | LoginReply {
+    if (pdu.data.length > 0 || pdu.loginContinue || pdu.loginCsg !== unsent.csg) {
+      throw new LoginFailure(LoginStatus.InitiatorError, 'Login Request with text, C bit or another stage while the target continues its response');
+    }
+    this.unsent = null;
+    return this.respond(pdu, unsent.csg, unsent.next, unsent.rest);
+  }
+
+  /** The last (or only) part of a response: stay in `csg` (next = null) or move to `next`, establishing the session for full feature phase. */
+  private async conclude(pdu: Pdu, csg: Stage, next: Stage | null, data: Buffer): Promise<LoginReply> {
+    if (next === null) return this.reply(pdu, false, csg, csg, data);
+    this.stage = next;
+    if (next !== Stage.FullFeature) return this.reply(pdu, true, csg, next, data);
+    const first = this.first!;
     const outcome: LoginOutcome = {
       type: this.sessionType,
       initiatorName: this.initiatorName,
-      isid: this.first.isidHex,
-      requestedTsih: this.first.tsih,
-      cid: this.first.cid,
+      isid: first.isidHex,
+      requestedTsih: first.tsih,
+      cid: first.cid,
       target: this.target,
       acl: this.acl,
       params: this.negotiator.finish(),
-      cmdSN: this.first.cmdSN,
+      cmdSN: first.cmdSN,
     };
     const alias = this.negotiator.declared.get('InitiatorAlias');
     if (alias !== undefined) outcome.initiatorAlias = alias;
     const session = await this.ctx.establish(outcome);
-    const reply = this.reply(pdu, true, csg, nsg, answer, session.tsih);
+    const reply = this.reply(pdu, true, csg, next, data, false, session.tsih);
     reply.done = { ok: true, outcome, session };
     return reply;
   }
@@ -220,8 +253,8 @@ export class LoginHandler {
     const get = (k: string): string | undefined => pairs.find(([key]) => key === k)?.[1];
     const name = get('InitiatorName');
     if (name === undefined || name === '') throw new LoginFailure(LoginStatus.MissingParameter, 'InitiatorName missing');
+    checkNameLength('InitiatorName', name);
     this.initiatorName = name;
-    this.checkBackoff();
     const type = get('SessionType') ?? 'Normal';
     if (type !== 'Normal' && type !== 'Discovery') throw new LoginFailure(LoginStatus.SessionTypeNotSupported, `SessionType ${type}`);
     this.sessionType = type;
@@ -233,6 +266,7 @@ export class LoginHandler {
     }
     const targetName = get('TargetName');
     if (targetName === undefined || targetName === '') throw new LoginFailure(LoginStatus.MissingParameter, 'TargetName missing');
+    checkNameLength('TargetName', targetName);
     const target = this.ctx.findTarget(targetName);
     if (target === undefined) throw new LoginFailure(LoginStatus.NotFound, `target ${targetName} not found`);
     this.target = target;
@@ -329,9 +363,12 @@ export class LoginHandler {
         out.push(...chap.selectAlgorithm(chapKeys.CHAP_A));
         return out;
       case 'response':
-        // Checked again here so that connections opened in parallel do not buy more guesses.
-        this.checkBackoff();
-        out.push(...chap.verify(chapKeys));
+        try {
+          out.push(...chap.verify(chapKeys));
+        } catch (err) {
+          this.chapResponseFailed = true;
+          throw err;
+        }
         this.authenticated = true;
         return out;
       case 'done':
@@ -340,12 +377,12 @@ export class LoginHandler {
     }
   }
 
-  private reply(pdu: Pdu, transit: boolean, csg: number, nsg: number, pairs: TextPairs | undefined, tsih = 0): LoginReply {
+  private reply(pdu: Pdu, transit: boolean, csg: number, nsg: number, data?: Buffer, cont = false, tsih = 0): LoginReply {
     const header = loginResponseHeader({
-      transit, cont: false, csg, nsg, isid: this.first!.isid, tsih, itt: pdu.itt, statusClass: 0, statusDetail: 0,
+      transit, cont, csg, nsg, isid: this.first!.isid, tsih, itt: pdu.itt, statusClass: 0, statusDetail: 0,
     });
     const reply: LoginReply = { header, ...this.window() };
-    if (pairs !== undefined && pairs.length > 0) reply.data = encodeText(pairs);
+    if (data !== undefined && data.length > 0) reply.data = data;
     return reply;
   }
 
@@ -360,5 +397,13 @@ export class LoginHandler {
 
   private window(cmdSN = this.first!.cmdSN): { expCmdSN: number; maxCmdSN: number } {
     return { expCmdSN: cmdSN, maxCmdSN: (cmdSN + this.ctx.settings.cmdWindow - 1) >>> 0 };
+  }
+}
+
+/** §4.2.7.1: a name longer than an iSCSI name can be is the initiator's error (0x0200); the log line gives its length, not the name. */
+function checkNameLength(key: 'InitiatorName' | 'TargetName', value: string): void {
+  const bytes = Buffer.byteLength(value);
+  if (bytes > MAX_ISCSI_NAME_BYTES) {
+    throw new LoginFailure(LoginStatus.InitiatorError, `${key} of ${bytes} bytes is longer than an iSCSI name may be (${MAX_ISCSI_NAME_BYTES} bytes, RFC 7143 §4.2.7.1)`);
   }
 }

@@ -124,6 +124,11 @@ export class Negotiator {
     this.discovery = discovery;
   }
 
+  /** The largest data segment the initiator takes (its MaxRecvDataSegmentLength: 8192 until declared, §13.12). */
+  get initiatorMaxRecvDataSegmentLength(): number {
+    return this.params.initiatorMaxRecvDataSegmentLength;
+  }
+
   /**
    * Answer one batch of operational keys; returns the response pairs. Throws NegotiationError for
    * what RFC 7143 §6.2 makes a login failure (a key negotiated twice).

@@ -4,6 +4,7 @@ import { textResponseHeader } from '../pdu/target-pdus.js';
 import { decodeText, encodeText, TextFormatError, type TextPairs } from '../pdu/text.js';
 import type { SessionPort } from './session-port.js';
 import type { TargetNode } from './target-node.js';
+import { TextGatherer } from './text-gather.js';
 
 /** What SendTargets may reveal to this session's initiator. */
 export interface TargetDirectory {
@@ -16,11 +17,14 @@ export interface TargetDirectory {
 /**
  * Text Request/Response in full feature phase (RFC 7143 §11.10–11.11): SendTargets
  * (Appendix C) in discovery and normal sessions; other keys are answered NotUnderstood /
- * Reject. Requests spanning several PDUs (C bit) are gathered; responses longer than the
- * initiator's MaxRecvDataSegmentLength are split and continued on its empty Text Requests.
+ * Reject. Requests spanning several PDUs (C bit) are gathered up to 64 KiB, each part after the
+ * first carrying the TTT we returned; responses longer than the initiator's
+ * MaxRecvDataSegmentLength are split and continued on its empty Text Requests.
  */
 export class TextExchange {
-  private requestParts: Buffer[] = [];
+  /** The request being gathered from C-bit PDUs: its ITT and the TTT we gave for its next part. */
+  private gathering: { itt: number; ttt: number } | null = null;
+  private readonly requestText = new TextGatherer();
   private pending: { itt: number; ttt: number; rest: Buffer } | null = null;
 
   constructor(
@@ -29,12 +33,15 @@ export class TextExchange {
   ) {}
 
   onTextRequest(pdu: Pdu): void {
-    const port = this.port;
     const ttt = pdu.targetTransferTag;
     if (ttt !== RESERVED_TAG) {
-      // Continuation of a long response we started.
+      // §11.10.4: a TTT we returned continues the request (C bit) or our long response.
+      if (this.gathering !== null && this.gathering.ttt === ttt && this.gathering.itt === pdu.itt) {
+        this.gather(pdu);
+        return;
+      }
       if (this.pending === null || this.pending.ttt !== ttt || this.pending.itt !== pdu.itt) {
-        port.reject(RejectReason.InvalidPduField, pdu.bhs, 'Text Request with unknown Target Transfer Tag');
+        this.port.reject(RejectReason.InvalidPduField, pdu.bhs, 'Text Request with unknown Target Transfer Tag');
         return;
       }
       const { rest } = this.pending;
@@ -42,14 +49,31 @@ export class TextExchange {
       this.sendPart(pdu, rest);
       return;
     }
-    this.pending = null; // a new request abandons any unfinished response (§11.10.4)
-    this.requestParts.push(pdu.data);
-    if (pdu.textContinue) {
-      port.send(textResponseHeader(pdu.itt, port.allocateTtt(), false, false, pdu.lunField), undefined, true);
+    // §11.10.4: TTT 0xffffffff starts a new request, abandoning anything unfinished.
+    this.pending = null;
+    this.requestText.clear();
+    this.gathering = { itt: pdu.itt, ttt: RESERVED_TAG };
+    this.gather(pdu);
+  }
+
+  private gather(pdu: Pdu): void {
+    const port = this.port;
+    if (!this.requestText.add(pdu.data)) {
+      this.gathering = null;
+      // §11.17.1 reason 0x0a (long operation reject: cannot generate a Target Transfer Tag, out of
+      // resources): we hand out no TTT to continue a request past the §6.1 bound; it is dropped.
+      port.reject(RejectReason.OutOfResources, pdu.bhs, `Text Request longer than ${this.requestText.limit} bytes; request dropped`);
       return;
     }
-    const text = Buffer.concat(this.requestParts);
-    this.requestParts = [];
+    if (pdu.textContinue) {
+      // §11.11: an empty response with a TTT the initiator echoes in the request's next PDU.
+      const ttt = port.allocateTtt();
+      this.gathering = { itt: pdu.itt, ttt };
+      port.send(textResponseHeader(pdu.itt, ttt, false, false, pdu.lunField), undefined, true);
+      return;
+    }
+    this.gathering = null;
+    const text = this.requestText.take();
     let pairs: TextPairs;
     try {
       pairs = decodeText(text);

@@ -51,6 +51,8 @@ export interface ChapLoginResult {
   /** Mutual CHAP: did the target's CHAP_N/CHAP_R check out? */
   targetAuthenticated?: boolean;
   responseKeys?: Map<string, string>;
+  /** Milliseconds between sending CHAP_N/CHAP_R and the answer, when it was a refusal. */
+  refusedAfterMs?: number;
   tsih: number;
 }
 
@@ -95,11 +97,15 @@ export async function chapLogin(ini: TestInitiator, o: ChapLoginOptions): Promis
     pairs.push(['CHAP_I', String(mutualId)], ['CHAP_C', encode(mutualChallenge, o.encoding)]);
   }
   pairs.push(...(o.responseExtra ?? []));
+  const sentAt = Date.now();
   r = await ini.loginStep(isid, 0, 0, 1, true, pairs);
   res.status = r.status;
   res.step = 'response';
   res.responseKeys = r.keys;
-  if (r.status !== 0) return res;
+  if (r.status !== 0) {
+    res.refusedAfterMs = Date.now() - sentAt;
+    return res;
+  }
   if (o.mutual !== undefined) {
     const n = r.keys.get('CHAP_N');
     const rr = r.keys.get('CHAP_R');
