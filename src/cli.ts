@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import yargs from 'yargs';
 import { ConfigError, configWarnings, embeddedDefaultConfig, loadConfigFile, maskSecrets } from './config/load.js';
+import { volumeOptionWarnings } from './cluster/volume-options.js';
 import { configJsonSchema, LOG_LEVELS, type LogLevel } from './config/schema.js';
 import { formatHostPort, isWildcardHost } from './config/portal.js';
 import type { EffectiveConfig } from './config/types.js';
@@ -178,6 +179,7 @@ async function check(configFile: string, io: CliIo): Promise<number> {
   }
   io.stdout(`${JSON.stringify(maskSecrets(config), null, 2)}\n`);
   for (const w of configWarnings(config)) io.stderr(`warning: ${w}\n`);
+  for (const w of await volumeOptionWarnings(lunPathsOf(config))) io.stderr(`warning: ${w}\n`);
   return 0;
 }
 
@@ -233,6 +235,7 @@ async function serve(args: Args, io: CliIo, version: string): Promise<number> {
   }
   logger.level = config.logLevel;
   for (const w of configWarnings(config)) logger.warn(w);
+  for (const w of await volumeOptionWarnings(lunPathsOf(config))) logger.warn(w);
 
   if (configFile === undefined) {
     try {
@@ -406,3 +409,7 @@ function invokedAsProgram(): boolean {
 }
 
 if (invokedAsProgram()) void main();
+
+function lunPathsOf(config: EffectiveConfig): string[] {
+  return config.targets.flatMap((t) => t.luns.map((l) => l.path));
+}

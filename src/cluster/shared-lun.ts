@@ -145,7 +145,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     const mine = view.peer(node.name);
     if (mine === undefined || mine.beat.pid === process.pid) return;
     if (await SharedLun.changes(view, node.name, timing)) {
-      throw Object.assign(new Error(`${state.lunPath} is in use: already served by this node (${node.name}, pid ${mine.beat.pid}); a node serves a LUN file once`), { code: "EBUSY" });
+      throw Object.assign(new Error(`${state.lunPath} is in use: already served by this node (${node.name}, pid ${mine.beat.pid}); a node serves a LUN file once`), { code: 'EBUSY' });
     }
   }
 
@@ -157,6 +157,19 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
       await new Promise((r) => setTimeout(r, timing.pollMs / 4));
       await view.refresh();
       if (view.peer(node)?.beat.seq !== before) return true;
+    }
+    return false;
+  }
+
+  /** Whether any other server of this file is running (a heartbeat of another node changes within two polls). */
+  async othersAlive(): Promise<boolean> {
+    await this.view.refresh();
+    const before = new Map(this.view.peers().map((p) => [p.beat.node, p.beat.seq]));
+    const until = Date.now() + 2 * this.timing.pollMs + 200;
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, this.timing.pollMs / 4));
+      await this.view.refresh();
+      if (this.view.peers().some((p) => p.beat.node !== this.node.name && before.get(p.beat.node) !== p.beat.seq)) return true;
     }
     return false;
   }
@@ -256,7 +269,10 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     this.data = file;
     this.role = 'owner';
     this.lastStatus = status;
-    this.lastMediaIo = Date.now();
+    // Taken over from another node: not handed back before idleMs (no ping-pong). Owned since
+    // start-up and never used: idle from the start, so an initiator without multipath that reached
+    // another node first is served there (implicit transition) right away.
+    this.lastMediaIo = status === 'none' ? 0 : Date.now();
     if (this.unit !== undefined) {
       const version = await this.unit.refreshReservations();
       this.prVersion = version;

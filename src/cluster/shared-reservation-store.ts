@@ -1,5 +1,5 @@
 import { PR_SIDECAR, SidecarReservationStore, type CommitOutcome, type ReservationSnapshot, type ReservationStore } from '../scsi/reservation-store.js';
-import type { PrState } from '../scsi/pr-state.js';
+import { emptyPrState, type PrState } from '../scsi/pr-state.js';
 import type { LunStateDir } from './state-dir.js';
 
 /**
@@ -26,6 +26,19 @@ export class SharedReservationStore implements ReservationStore {
 
   load(): Promise<ReservationSnapshot> {
     return this.inner.load();
+  }
+
+  /**
+   * The first server to start after every server of the LU was down plays the power loss: a
+   * state kept without APTPL is dropped (SPC-4 §5.13.2). Returns whether anything was dropped.
+   */
+  async dropUnlessPersistent(): Promise<boolean> {
+    return this.state.withLock('pr', async () => {
+      const cur = await this.inner.load();
+      if (cur.state.aptpl || (cur.state.registrations.length === 0 && cur.state.reservation === null)) return false;
+      const out = await this.inner.compareAndSwap(cur.version, { ...emptyPrState(), generation: cur.state.generation });
+      return out.committed;
+    });
   }
 
   async compareAndSwap(expected: number, next: PrState): Promise<CommitOutcome> {

@@ -67,11 +67,14 @@ export async function openSharedTarget(def: TargetDefinition, node: SharingNodeC
       } else if (settled.identity.naa !== lun.naa.toLowerCase() || settled.identity.serial !== lun.serial) {
         log.info({ target: def.iqn, lun: lun.lun, naa: settled.identity.naa, serial: settled.identity.serial }, 'LUN identity stored with the file is used');
       }
+      const reservationStore = new SharedReservationStore(state, (version) => sharedLun.peersSawReservations(version));
+      if (sharedLun.isOwner && !(await sharedLun.othersAlive()) && (await reservationStore.dropUnlessPersistent())) {
+        log.info({ target: def.iqn, lun: lun.lun }, 'no node was serving this LUN: persistent reservations made without APTPL are cleared (power loss, SPC-4 §5.13.2)');
+      }
       units.push(new LogicalUnit({
         lun: lun.lun, backend: sharedLun, blockSize: lun.blockSize, readOnly: lun.readOnly, writeCache: lun.writeCache,
         serial: settled.identity.serial, naa: settled.identity.naa, vendor: lun.vendor, product: lun.product, revision: lun.revision,
-        targetName: def.iqn, alua: sharedLun,
-        reservationStore: new SharedReservationStore(state, (version) => sharedLun.peersSawReservations(version)),
+        targetName: def.iqn, alua: sharedLun, reservationStore,
       }));
       log.info({
         target: def.iqn, lun: lun.lun, path: lun.path, sizeBytes: sharedLun.sizeBytes, readOnly: lun.readOnly, writeCache: lun.writeCache,

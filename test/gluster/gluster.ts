@@ -96,6 +96,8 @@ export class GlusterVolume {
    * second or third gluster node would have. Unmounted by stop().
    */
   async mountClient(dir: string): Promise<void> {
+    // A mount whose client died answers ENOTCONN until it is unmounted.
+    await run('umount', ['-l', dir], { timeout: 30_000 });
     mkdirSync(dir, { recursive: true });
     await ok(nsExec('mount', ['-t', 'glusterfs', `${GLUSTER_IP}:/${this.name}`, dir]));
     const m = await run('findmnt', ['-n', '-o', 'FSTYPE', dir]);

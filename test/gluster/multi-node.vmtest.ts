@@ -26,17 +26,49 @@ const LUN_MIB = 64;
 
 /** One session through one node's portal. */
 class Path {
+  /** The target port group of the port this path goes through (VPD 83h, designator type 5). */
+  group = 0;
+
   private constructor(readonly node: number, readonly ini: TestInitiator) {}
 
   static async open(node: number, port: number, iqn: string, name = 'iqn.1994-05.com.redhat:client', isid = node): Promise<Path> {
     const ini = await TestInitiator.connect(port);
     const r = await ini.login({ initiatorName: name, targetName: iqn, isid: Buffer.from([0x80, 0, 0, 0, 0x10, isid]) });
     if (r.status !== 0) throw new Error(`login to node ${node} failed: 0x${r.status.toString(16)}`);
-    return new Path(node, ini);
+    const path = new Path(node, ini);
+    path.group = designator(((await path.cmd(inquiryVpd(0x83), { inLen: 4096 })).data), 0x15)?.readUInt16BE(2) ?? 0;
+    return path;
   }
 
-  /** One command; small Data-Out goes as immediate data. */
+  /**
+   * Consume pending unit attentions with READ CAPACITY(10), which a standby port also serves
+   * (TEST UNIT READY is NOT READY there, SPC-4 §5.15.2.4).
+   */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 10; i++) {
+      const r = await this.cmd(Buffer.from([0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]), { inLen: 8 });
+      if (r.status === 0) return;
+    }
+    throw new Error(`node ${this.node}: unit attentions do not clear`);
+  }
+
+  /** One command; small Data-Out goes as immediate data. A unit attention is consumed and the command sent again, as initiators do. */
   async cmd(cdb: Buffer, o: { out?: Buffer; inLen?: number } = {}): Promise<{ status: number; key: number; asc: number; ascq: number; data: Buffer }> {
+    for (let i = 0; ; i++) {
+      const r = await this.once(cdb, o);
+      if (r.status !== 2 || r.key !== 6 || i >= 8) return r;
+    }
+  }
+
+  /** WRITE(10) of one block, past unit attentions. */
+  async write(lba: number, data: Buffer): Promise<{ status: number; sense: Buffer | null }> {
+    for (let i = 0; ; i++) {
+      const r = await this.ini.write10(lba, data);
+      if (r.status !== 2 || ((r.sense?.[2] ?? 0) & 0x0f) !== 6 || i >= 8) return r;
+    }
+  }
+
+  private async once(cdb: Buffer, o: { out?: Buffer; inLen?: number }): Promise<{ status: number; key: number; asc: number; ascq: number; data: Buffer }> {
     const itt = this.ini.itt;
     await this.ini.sendPdu(this.ini.commandHeader(cdb, { read: (o.inLen ?? 0) > 0, write: o.out !== undefined, edtl: o.out?.length ?? o.inLen ?? 0 }), o.out ?? Buffer.alloc(0));
     const r = await this.ini.collect(itt, 20_000);
@@ -79,15 +111,27 @@ function parseRtpg(d: Buffer): Array<[number, number, number[]]> {
   return out;
 }
 
-/** The NAA designator (type 3, LU association) of VPD page 83h. */
-function naaOf(page83: Buffer): string {
+/** REPORT TARGET PORT GROUPS through a path, past unit attentions (2Ah/06h when states change). */
+async function rtpgOf(p: Path): Promise<Array<[number, number, number[]]>> {
+  for (let i = 0; i < 5; i++) {
+    const r = await p.cmd(rtpgCdb(), { inLen: 4096 });
+    if (r.status === 0) return parseRtpg(r.data);
+  }
+  throw new Error(`node ${p.node}: REPORT TARGET PORT GROUPS keeps failing`);
+}
+
+/** The designator of VPD page 83h with association and type byte `assocType` (byte 1 & 0x3f). */
+function designator(page83: Buffer, assocType: number): Buffer | undefined {
   for (let o = 4; o + 4 <= page83.length;) {
     const len = page83[o + 3]!;
-    if ((page83[o + 1]! & 0x3f) === 0x03) return page83.subarray(o + 4, o + 4 + len).toString('hex');
+    if ((page83[o + 1]! & 0x3f) === assocType) return page83.subarray(o + 4, o + 4 + len);
     o += 4 + len;
   }
-  return '';
+  return undefined;
 }
+
+/** The NAA designator (type 3, LU association). */
+const naaOf = (page83: Buffer): string => designator(page83, 0x03)?.toString('hex') ?? '';
 
 const AO = 0;
 const STANDBY = 2;
@@ -139,7 +183,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
         const r = await p.cmd(rtpgCdb(), { inLen: 4096 }).catch(() => undefined);
         if (r?.status !== 0) continue;
         const groups = parseRtpg(r.data);
-        if (groups.find((g) => g[0] === p.node)?.[1] === AO) return p;
+        if (groups.find((g) => g[0] === p.group)?.[1] === AO) return p;
       }
       await sleep(200);
     }
@@ -156,7 +200,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
     for (const lba of lbas) {
       for (let attempt = 0; ; attempt++) {
         if (attempt > 600) throw new Error(`block ${lba} could not be written`);
-        const r = await current.ini.write10(lba, block(lba, gen)).catch(() => ({ status: -1, sense: null }));
+        const r = await current.write(lba, block(lba, gen)).catch(() => ({ status: -1, sense: null }));
         if (r.status === 0) {
           acked.set(lba, gen);
           break;
@@ -186,7 +230,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
     nodes[2] = await start(2);
     const paths = await Promise.all([0, 1, 2].map((i) => Path.open(i + 1, ports[i]!, IQN)));
     try {
-      for (const p of paths) await p.ini.clearUnitAttentions();
+      for (const p of paths) await p.settle();
       const naas = await Promise.all(paths.map(async (p) => naaOf((await p.cmd(inquiryVpd(0x83), { inLen: 4096 })).data)));
       expect(new Set(naas).size, naas.join(' ')).toBe(1);
       const serials = await Promise.all(paths.map(async (p) => (await p.cmd(inquiryVpd(0x80), { inLen: 255 })).data.subarray(4).toString()));
@@ -195,20 +239,26 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
       expect((std.data[5]! >> 4) & 3, 'INQUIRY TPGS').toBe(3);
       let reports: string[] = [];
       for (let i = 0; i < 50; i++) {
-        reports = await Promise.all(paths.map(async (p) => JSON.stringify(parseRtpg((await p.cmd(rtpgCdb(), { inLen: 4096 })).data))));
+        reports = await Promise.all(paths.map(async (p) => JSON.stringify(await rtpgOf(p))));
         if (new Set(reports).size === 1 && JSON.parse(reports[0]!).length === 3) break;
         await sleep(200);
       }
       expect(new Set(reports).size, reports.join('\n')).toBe(1);
       const groups = JSON.parse(reports[0]!) as Array<[number, number, number[]]>;
       expect(groups.map((g) => g[1]).sort()).toEqual([AO, STANDBY, STANDBY]);
-      expect(groups.find((g) => g[1] === AO)![0], 'node2 started first and owns the LUN').toBe(2);
+      expect(groups.find((g) => g[1] === AO)![0], 'node2 started first and owns the LUN').toBe(paths[1]!.group);
       // Each node's ports are its own: distinct relative target port ids.
       expect(new Set(groups.flatMap((g) => g[2])).size).toBe(3);
-      // A standby refuses media commands with NOT READY, TARGET PORT IN STANDBY STATE while the owner is busy.
-      const busy = paths[1]!.cmd(cdb10(0x28, 0, 1), { inLen: BLOCK });
-      const r = await paths[0]!.cmd(cdb10(0x28, 0, 1), { inLen: BLOCK });
-      await busy;
+      // A standby refuses media commands with NOT READY, TARGET PORT IN STANDBY STATE while the
+      // owner is serving I/O (no ping-pong): keep the owner busy for a few heartbeats first.
+      const owner = paths[1]!;
+      const standby = paths[0]!;
+      let busy = true;
+      const load = (async () => { while (busy) await owner.cmd(cdb10(0x28, 0, 1), { inLen: BLOCK }); })();
+      await sleep(2000);
+      const r = await standby.cmd(cdb10(0x28, 0, 1), { inLen: BLOCK });
+      busy = false;
+      await load;
       expect([r.status, r.key, r.asc, r.ascq]).toEqual([2, 2, 0x04, 0x0b]);
     } finally {
       paths.forEach((p) => p.close());
@@ -218,7 +268,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
   test('the owner SIGKILLed mid-I/O: a survivor serves within seconds and every acknowledged block reads back', async () => {
     const paths = await Promise.all([0, 1, 2].map((i) => Path.open(i + 1, ports[i]!, IQN)));
     try {
-      for (const p of paths) await p.ini.clearUnitAttentions();
+      for (const p of paths) await p.settle();
       const before = await writeThrough(paths, Array.from({ length: 64 }, (_, i) => i), 1);
       const owner = await ownerPath(paths);
       const victim = owner.node - 1;
@@ -234,22 +284,22 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
       await nodes[victim]!.restart();
       const back = await Path.open(victim + 1, ports[victim]!, IQN, 'iqn.1994-05.com.redhat:client', 9);
       try {
-        await back.ini.clearUnitAttentions().catch(() => undefined);
+        await back.settle();
         let state = -1;
         for (let i = 0; i < 50 && state !== STANDBY; i++) {
-          const groups = parseRtpg((await back.cmd(rtpgCdb(), { inLen: 4096 })).data);
-          state = groups.find((g) => g[0] === victim + 1)?.[1] ?? -1;
+          const groups = await rtpgOf(back);
+          state = groups.find((g) => g[0] === back.group)?.[1] ?? -1;
           if (state !== STANDBY) await sleep(200);
         }
         expect(state, 'restarted former owner is standby').toBe(STANDBY);
         // SET TARGET PORT GROUPS through it makes it the owner again; the data is all there.
         const list = Buffer.alloc(8);
         list[4] = AO;
-        list.writeUInt16BE(victim + 1, 6);
+        list.writeUInt16BE(back.group, 6);
         const stpg = await back.cmd(stpgCdb(8), { out: list });
         expect([stpg.status, stpg.key, stpg.asc]).toEqual([0, 0, 0]);
-        const groups = parseRtpg((await back.cmd(rtpgCdb(), { inLen: 4096 })).data);
-        expect(groups.find((g) => g[1] === AO)?.[0]).toBe(victim + 1);
+        const groups = await rtpgOf(back);
+        expect(groups.find((g) => g[1] === AO)?.[0]).toBe(back.group);
         await verify(back, new Map([...before, ...during]));
       } finally {
         back.close();
@@ -262,7 +312,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
   test('the owner SIGSTOPped mid-I/O and continued, then its gluster client killed: nothing acknowledged is lost, nothing stale lands', async () => {
     const paths = await Promise.all([0, 1, 2].map((i) => Path.open(i + 1, ports[i]!, IQN, 'iqn.1994-05.com.redhat:client', 20 + i)));
     try {
-      for (const p of paths) await p.ini.clearUnitAttentions().catch(() => undefined);
+      for (const p of paths) await p.settle();
       const owner = await ownerPath(paths);
       const victim = owner.node - 1;
       const pid = nodes[victim]!.pid()!;
@@ -272,8 +322,8 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
       await sleep(8000); // longer than a heartbeat's staleness: the others see the owner as gone
       // Nobody took the LUN: the stopped owner still holds the file's lock.
       const others = paths.filter((p) => p !== owner);
-      const groups = parseRtpg((await others[0]!.cmd(rtpgCdb(), { inLen: 4096 })).data);
-      expect(groups.filter((g) => g[1] === AO).map((g) => g[0]), JSON.stringify(groups)).not.toContain(others[0]!.node);
+      const groups = await rtpgOf(others[0]!);
+      expect(groups.filter((g) => g[1] === AO).map((g) => g[0]), JSON.stringify(groups)).not.toContain(others[0]!.group);
       process.kill(pid, 'SIGCONT');
       const acked = await first;
       const now = await ownerPath(paths);
@@ -287,7 +337,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
       expect(clientPid, 'gluster client of the owner').toBeGreaterThan(0);
       const killedAt = Date.now();
       process.kill(clientPid!, 'SIGKILL');
-      const late = await owner2.ini.write10(5000, block(5000, 9)).catch(() => ({ status: -1, sense: null }));
+      const late = await owner2.write(5000, block(5000, 9)).catch(() => ({ status: -1, sense: null }));
       expect(late.status, 'a write through the node whose client died is not acknowledged').not.toBe(0);
       const survivors = paths.filter((p) => p !== owner2);
       const acked2 = await writeThrough(survivors, Array.from({ length: 32 }, (_, i) => 2048 + i), 4);
@@ -311,10 +361,11 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
   test('persistent reservations are the LUN\'s: registered through one node, enforced through another, kept across failover', async () => {
     const A = 'iqn.1994-05.com.redhat:holder';
     const B = 'iqn.1994-05.com.redhat:intruder';
-    const byNode = await Promise.all([0, 1, 2].map((i) => Path.open(i + 1, ports[i]!, IQN, A, 40 + i)));
+    // One initiator port (one ISID) reaching the LU through every node's target port.
+    const byNode = await Promise.all([0, 1, 2].map((i) => Path.open(i + 1, ports[i]!, IQN, A, 40)));
     const intruders = await Promise.all([0, 1, 2].map((i) => Path.open(i + 1, ports[i]!, IQN, B, 50 + i)));
     try {
-      for (const p of [...byNode, ...intruders]) await p.ini.clearUnitAttentions().catch(() => undefined);
+      for (const p of [...byNode, ...intruders]) await p.settle();
       const owner = await ownerPath(byNode);
       const standby = byNode.find((p) => p !== owner)!;
       const params = (key: bigint, sa: bigint, flags = 0) => {
@@ -329,7 +380,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
       expect((await standby.cmd(prout(0, 0), { out: params(0n, 0xabcn, 0x04) })).status).toBe(0);
       expect((await owner.cmd(prout(1, 1), { out: params(0xabcn, 0n) })).status).toBe(0);
       const intruder = intruders[owner.node - 1]!;
-      const w = await intruder.ini.write10(10, block(10, 7));
+      const w = await intruder.write(10, block(10, 7));
       expect(w.status, 'a write from an unregistered initiator conflicts').toBe(0x18);
       // Failover: the reservation holds through the new owner.
       await nodes[owner.node - 1]!.kill('SIGKILL');
@@ -337,7 +388,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
       let status = -1;
       for (let i = 0; i < 100; i++) {
         for (const p of survivors) {
-          const r = await p.ini.write10(10, block(10, 7)).catch(() => ({ status: -1, sense: null }));
+          const r = await p.write(10, block(10, 7)).catch(() => ({ status: -1, sense: null }));
           if (r.status === 0x18 || r.status === 0) { status = r.status; break; }
         }
         if (status !== -1) break;
@@ -362,7 +413,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
     expect(err).toMatch(/already served by this node|in use/);
     const p = await Path.open(1, ports[0]!, IQN);
     try {
-      await p.ini.clearUnitAttentions().catch(() => undefined);
+      await p.settle();
       expect((await p.cmd(rtpgCdb(), { inLen: 4096 })).status).toBe(0);
     } finally {
       p.close();
@@ -377,14 +428,14 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
     nodes[2] = await start(2, iqns[2]);
     const paths = await Promise.all([0, 1, 2].map((i) => Path.open(i + 1, ports[i]!, iqns[i]!)));
     try {
-      for (const p of paths) await p.ini.clearUnitAttentions().catch(() => undefined);
+      for (const p of paths) await p.settle();
       // The initiator uses the disk it got from Node1 only (no multipath): its writes wait out
       // the implicit transition ("in transition") and then land.
       const node1 = [paths[0]!];
       const acked = new Map<number, number>();
       for (let lba = 0; lba < 64; lba++) {
         for (let attempt = 0; ; attempt++) {
-          const r = await paths[0]!.ini.write10(lba, block(lba, 5));
+          const r = await paths[0]!.write(lba, block(lba, 5));
           if (r.status === 0) { acked.set(lba, 5); break; }
           expect([r.status, r.sense?.[12], r.sense?.[13]], `write ${lba} through Node1`).toEqual([2, 0x04, 0x0a]);
           if (attempt > 300) throw new Error('Node1 never took over');
