@@ -353,15 +353,29 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     return setTargetPortGroupsFailed();
   }
 
-  refusedHere(): AluaState {
-    if (this.role !== 'standby') return this.role === 'owner' ? 'active/optimized' : 'transitioning';
-    const h = this.view.handover();
-    if (h !== undefined && h.request.to === this.node.name && h.age < this.timing.handoverMs) return 'transitioning';
+  /**
+   * A media command arrived here while standby. The LU moves here only when its owner is gone or
+   * has been idle for `idleMs` — never away from an owner serving I/O (no ping-pong between
+   * paths): the command waits, at most `handoverMs`, for that and for the handover.
+   */
+  async awaitAccess(): Promise<void> {
+    const until = Date.now() + this.timing.handoverMs;
+    while (!this.closed && this.role !== 'owner' && Date.now() < until) {
+      if (this.role === 'standby' && this.mayTakeOver()) {
+        const h = this.view.handover();
+        if (h === undefined || h.request.to !== this.node.name || h.age >= this.timing.handoverMs) {
+          await this.requestHandover(this.node.name, 'implicit').catch((err: unknown) => this.log.warn({ err }, 'LUN sharing: handover request failed'));
+        }
+      }
+      await new Promise((r) => setTimeout(r, this.timing.pollMs / 4));
+      await this.view.refresh().catch(() => undefined);
+    }
+  }
+
+  /** Whether the owner is gone or has been idle long enough to hand the LU over implicitly. */
+  private mayTakeOver(): boolean {
     const owner = this.view.peers().find((p) => p.beat.role === 'owner' && p.age < this.timing.staleMs);
-    // Never take the LUN from an owner that is serving I/O (no ping-pong between paths).
-    if (owner !== undefined && owner.beat.idleMs + owner.age < this.timing.idleMs) return 'standby';
-    void this.requestHandover(this.node.name, 'implicit').catch((err: unknown) => this.log.warn({ err }, 'LUN sharing: handover request failed'));
-    return 'transitioning';
+    return owner === undefined || owner.beat.idleMs + owner.age >= this.timing.idleMs;
   }
 
   private async requestHandover(to: string, reason: HandoverRequest['reason']): Promise<void> {

@@ -16,8 +16,10 @@ export const ACTIVE_ONLY: AluaAccess = ['active/optimized', 'active/non-optimize
 /**
  * Also in standby (§5.15.2.4: INQUIRY, LOG SELECT/SENSE, MODE SELECT/SENSE, REPORT LUNS, RECEIVE
  * DIAGNOSTIC RESULTS, SEND DIAGNOSTIC, REPORT/SET TARGET PORT GROUPS, REQUEST SENSE, PERSISTENT
- * RESERVE IN/OUT). READ CAPACITY(10)/(16) are added as LIO and tcmu do: multipath tools size a
- * standby path with them.
+ * RESERVE IN/OUT; the device server may support others). READ CAPACITY(10)/(16) are added as LIO
+ * and tcmu do: multipath tools size a standby path with them. TEST UNIT READY is answered too:
+ * libiscsi (and so QEMU) tests every path with it right after login and gives up on NOT READY,
+ * so a standby path could never even be connected.
  */
 export const ACTIVE_OR_STANDBY: AluaAccess = [...ACTIVE_ONLY, 'standby'];
 /** In every state (§5.15.2.4-§5.15.2.7 all list INQUIRY, REPORT LUNS, REQUEST SENSE). */

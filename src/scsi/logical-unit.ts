@@ -250,7 +250,13 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
       // NACA = 1 asks for ACA, which this device server does not support: SAM-5 (CONTROL byte)
       // requires ILLEGAL REQUEST / INVALID FIELD IN CDB.
       if (cdb[control]! & 0x04) return invalidFieldInCdb(control, 2);
-      const refused = this.ruleRefusal(d, cdb, req.nexus);
+      let refused = this.ruleRefusal(d, cdb, req.nexus);
+      if (refused !== undefined && this.mayMoveHere(d, cdb)) {
+        // Implicit ALUA (SPC-4 §5.15.2.8): the coordinator may move the LU to this port; the
+        // command waits for that (bounded) and is then checked again.
+        await this.alua!.awaitAccess();
+        refused = this.ruleRefusal(d, cdb, req.nexus);
+      }
       if (refused !== undefined) return refused;
       return await d.handler(this, req, dev);
     } catch {
@@ -267,16 +273,9 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
    * - Write protection (`modifies`): DATA PROTECT / WRITE PROTECTED, as before any transfer.
    */
   private ruleRefusal(d: CommandDescriptor, cdb: Buffer, nexus: ItNexus): ScsiResponse | undefined {
-    const allowed = d.alua ?? ACTIVE_ONLY;
-    const refusal = aluaRefusal(this.aluaState, allowed);
+    const refusal = aluaRefusal(this.aluaState, d.alua ?? ACTIVE_ONLY);
+    if (refusal !== undefined) return refusal;
     const reservationClass = ruleFor(d.reservation ?? 'write', cdb);
-    if (refusal !== undefined) {
-      // Implicit ALUA (SPC-4 §5.15.2.8): reading or writing the medium here (not a path checker's
-      // TEST UNIT READY) may start moving the LU to this port.
-      const mediaAccess = reservationClass === 'read' || reservationClass === 'write';
-      const here = mediaAccess && this.alua !== undefined ? this.alua.refusedHere() : this.aluaState;
-      return here === this.aluaState ? refusal : aluaRefusal(here, allowed);
-    }
     if (!this.reservations.idle && this.reservations.conflicts(reservationClass, nexus)) {
       return reservationConflict();
     }
@@ -285,6 +284,17 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
       return writeProtected();
     }
     return undefined;
+  }
+
+  /**
+   * Whether a command this port's access state refuses may start an implicit transition: one that
+   * reads or writes the medium (not a path checker's TEST UNIT READY), on a LU whose target port
+   * groups are managed, at a port that is not active.
+   */
+  private mayMoveHere(d: CommandDescriptor, cdb: Buffer): boolean {
+    if (this.alua === undefined || aluaRefusal(this.aluaState, d.alua ?? ACTIVE_ONLY) === undefined) return false;
+    const reservationClass = ruleFor(d.reservation ?? 'write', cdb);
+    return reservationClass === 'read' || reservationClass === 'write';
   }
 
   /** NOT READY / MANUAL INTERVENTION REQUIRED while the persisted reservation state is unusable (see `opened`). */

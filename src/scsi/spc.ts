@@ -265,7 +265,8 @@ function modeSelectModifies(cdb: Buffer): Modification {
 // --- table ---------------------------------------------------------------------------------
 
 export const SPC_COMMANDS: readonly CommandDescriptor[] = [
-  { name: 'TEST UNIT READY', opcode: Op.TEST_UNIT_READY, usage: [Op.TEST_UNIT_READY, 0, 0, 0, 0, CONTROL_USAGE], reservation: 'allowed', modifies: 'nothing', handler: testUnitReady },
+  // Answered in standby too (alua.ts): initiators (libiscsi, QEMU) test a path with it after login.
+  { name: 'TEST UNIT READY', opcode: Op.TEST_UNIT_READY, usage: [Op.TEST_UNIT_READY, 0, 0, 0, 0, CONTROL_USAGE], reservation: 'allowed', modifies: 'nothing', alua: ACTIVE_OR_STANDBY, handler: testUnitReady },
   {
     name: 'REQUEST SENSE',
     opcode: Op.REQUEST_SENSE,

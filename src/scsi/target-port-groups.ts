@@ -36,11 +36,11 @@ export interface AluaCoordinator {
    */
   activate(groupId: number, issuer: ItNexus): Promise<ScsiResponse | undefined>;
   /**
-   * A command that this port's state refuses arrived (implicit ALUA, SPC-4 §5.15.2.8): it may start
-   * moving the LU here. Returns the state to answer in: `transitioning` while that happens, else
-   * the port's own state.
+   * A media command that this port's state refuses arrived (implicit ALUA, SPC-4 §5.15.2.8): the LU
+   * may move here. Resolves once it has, or once it is clear (or too late) that it will not;
+   * the command is then checked against the port's state as it is by then.
    */
-  refusedHere(): AluaState;
+  awaitAccess(): Promise<void>;
 }
 
 /** ASYMMETRIC ACCESS STATE codes (SPC-4 §6.37, Table 194). */

@@ -13,7 +13,7 @@ import { LunStateDir } from '../../src/cluster/state-dir.js';
 import type { AluaState } from '../../src/scsi/alua.js';
 import { nexus } from './scsi-helpers.js';
 
-const TIMING: SharingTiming = { pollMs: 40, staleMs: 400, idleMs: 250, handoverMs: 3000 };
+const TIMING: SharingTiming = { pollMs: 40, staleMs: 400, idleMs: 250, handoverMs: 1500 };
 const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
 let dir: string;
@@ -103,21 +103,22 @@ describe('one LUN file served by several servers', () => {
     const a = await join_('node-a', 1);
     const b = await join_('node-b', 2);
     await until(() => stateOf(b.lun).length === 2);
-    // The owner is busy: a standby answers "standby" and nothing moves.
-    const busy = setInterval(() => void a.lun.read(Buffer.alloc(512), 0).catch(() => undefined), 20);
-    try {
-      for (let i = 0; i < 10; i++) {
-        await new Promise((r) => setTimeout(r, TIMING.pollMs));
-        expect(b.lun.refusedHere()).toBe('standby');
-      }
-      expect(a.lun.isOwner).toBe(true);
-    } finally {
-      clearInterval(busy);
-    }
-    // Idle for longer than idleMs: the next media command starts the handover and is told "transitioning".
-    await new Promise((r) => setTimeout(r, TIMING.idleMs + 3 * TIMING.pollMs));
-    expect(b.lun.refusedHere()).toBe('transitioning');
-    await until(() => b.lun.isOwner);
+    // The owner is busy: a command waiting at the standby gets nothing moved, and is let go
+    // (to be answered "standby") after handoverMs.
+    let busy = true;
+    const load = (async () => { while (busy) { await a.lun.read(Buffer.alloc(512), 0).catch(() => undefined); await new Promise((r) => setTimeout(r, 20)); } })();
+    const t0 = Date.now();
+    await b.lun.awaitAccess();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(TIMING.handoverMs - 50);
+    expect(a.lun.isOwner).toBe(true);
+    expect(b.lun.isOwner).toBe(false);
+    busy = false;
+    await load;
+    // The owner goes idle: the waiting command gets the LU once idleMs have passed.
+    const t1 = Date.now();
+    await b.lun.awaitAccess();
+    expect(b.lun.isOwner).toBe(true);
+    expect(Date.now() - t1).toBeLessThan(TIMING.handoverMs);
     await until(() => !a.lun.isOwner);
   });
 

@@ -32,7 +32,7 @@ const ALL = Object.keys(C) as Name[];
 const ALLOWED: Record<AluaState, Name[]> = {
   'active/optimized': ALL,
   'active/non-optimized': ALL,
-  standby: ['inquiry', 'reportLuns', 'requestSense', 'modeSense6', 'modeSense10', 'modeSelect6', 'modeSelect10', 'prIn', 'prOut', 'readCapacity10', 'readCapacity16'],
+  standby: ['inquiry', 'reportLuns', 'requestSense', 'modeSense6', 'modeSense10', 'modeSelect6', 'modeSelect10', 'prIn', 'prOut', 'readCapacity10', 'readCapacity16', 'testUnitReady'],
   unavailable: ['inquiry', 'reportLuns', 'requestSense'],
   transitioning: ['inquiry', 'reportLuns', 'requestSense'],
 };
@@ -64,7 +64,7 @@ describe('ALUA access states (SPC-4 §5.15.2)', () => {
     const { dev, lu } = makeDevice();
     lu.setAccessState('standby');
     expectSense(await run(dev, C.testUnitReady), KEY.UNIT_ATTENTION, 0x29, 0x00);
-    expectSense(await run(dev, C.testUnitReady), NOT_READY, 0x04, 0x0b);
+    expectSense(await run(dev, C.read10), NOT_READY, 0x04, 0x0b);
     lu.setAccessState('active/optimized');
     const other = nexus('other');
     await clearUa(dev, other);
