@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import yargs from 'yargs';
 import { ConfigError, configWarnings, embeddedDefaultConfig, loadConfigFile, maskSecrets } from './config/load.js';
-import { volumeOptionWarnings } from './cluster/volume-options.js';
+import { assertOnItsVolume, volumeOptionWarnings } from './cluster/volume-options.js';
 import { configJsonSchema, LOG_LEVELS, type LogLevel } from './config/schema.js';
 import { formatHostPort, isWildcardHost } from './config/portal.js';
 import type { EffectiveConfig } from './config/types.js';
@@ -180,7 +180,15 @@ async function check(configFile: string, io: CliIo): Promise<number> {
   io.stdout(`${JSON.stringify(maskSecrets(config), null, 2)}\n`);
   for (const w of configWarnings(config)) io.stderr(`warning: ${w}\n`);
   for (const w of await volumeOptionWarnings(lunPathsOf(config))) io.stderr(`warning: ${w}\n`);
-  return 0;
+  // What serve would refuse: a LUN file off its gluster volume (never served from the local disk).
+  let misplaced = 0;
+  for (const lun of config.targets.flatMap((t) => t.luns)) {
+    await assertOnItsVolume(lun.path, lun.volume).catch((e: unknown) => {
+      misplaced++;
+      io.stderr(`error: ${(e as Error).message}\n`);
+    });
+  }
+  return misplaced > 0 ? 1 : 0;
 }
 
 // ---------------------------------------------------------------------------------------------

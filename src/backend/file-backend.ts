@@ -30,8 +30,10 @@ const ZERO_CHUNK = 1024 * 1024;
 
 export interface FileBackendOptions {
   path: string;
-  /** Configured size: the file is created at this size, or grown to it (never shrunk). */
+  /** Configured size: the file is created at this size (with `create`), or grown to it (never shrunk). */
   sizeBytes?: number;
+  /** Create the file when it is missing; without it a missing file is an error (ENOENT). */
+  create?: boolean;
   readOnly: boolean;
   blockSize: number;
 }
@@ -124,6 +126,9 @@ export class FileBackend implements BlockBackend {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError(path, 'cannot open', err);
       if (readOnly) throw errnoError(`${path} does not exist (a read-only LUN file is never created)`, 'ENOENT', err);
+      if (opts.create !== true) {
+        throw errnoError(`${path} does not exist; set "create": true on the LUN to create it (an unmounted volume must not become a blank disk)`, 'ENOENT', err);
+      }
       if (sizeBytes === undefined || sizeBytes === 0) {
         throw errnoError(`${path} does not exist and no size is configured to create it`, 'ENOENT', err);
       }

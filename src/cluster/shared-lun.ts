@@ -105,19 +105,22 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
    * program started twice, or two configurations on one host naming the same file.
    */
   static async open(state: LunStateDir, node: SharingNode, fileOptions: FileBackendOptions, log: Logger, timing = DEFAULT_TIMING): Promise<SharedLun> {
-    await state.ensure();
     let owned: FileBackend | null = null;
     try {
       owned = await FileBackend.open(fileOptions);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
     }
+    if (owned?.created === true) log.info({ path: fileOptions.path, sizeBytes: owned.sizeBytes }, 'LUN file created');
+    // Only the first open may create the file: a standby never recreates one that disappeared.
+    const { create: _create, ...existingFile } = fileOptions;
     try {
+      await state.ensure();
       await SharedLun.refuseSameNode(state, node, timing, owned === null);
       const st = await fs.promises.stat(fileOptions.path);
       const size = owned?.sizeBytes ?? Math.floor(st.size / fileOptions.blockSize) * fileOptions.blockSize;
       if (size === 0) throw Object.assign(new Error(`${fileOptions.path} is smaller than one block`), { code: 'EINVAL' });
-      const lun = new SharedLun(state, node, fileOptions, timing, log, size, owned?.allocationUnit ?? fileOptions.blockSize);
+      const lun = new SharedLun(state, node, existingFile, timing, log, size, owned?.allocationUnit ?? fileOptions.blockSize);
       if (owned !== null) {
         await lun.becomeOwner(owned, 'none');
         owned = null;

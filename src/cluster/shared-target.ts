@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { PortalConfig, TargetDefinition } from '../config/types.js';
@@ -8,6 +9,7 @@ import { settleIdentity } from './lun-identity.js';
 import { SharedLun, type SharingTiming } from './shared-lun.js';
 import { SharedReservationStore } from './shared-reservation-store.js';
 import { LunStateDir } from './state-dir.js';
+import { assertOnItsVolume } from './volume-options.js';
 
 /** This server as one of the nodes that may share LUN files. */
 export interface SharingNodeConfig {
@@ -30,11 +32,13 @@ export function defaultNodeName(): string {
  * (1 when there is no LUN file). It becomes this server's target port group.
  */
 export async function nodeGroup(targets: readonly TargetDefinition[], name: string): Promise<number> {
-  const first = targets.flatMap((t) => t.luns)[0];
-  if (first === undefined) return 1;
-  const state = new LunStateDir(first.path);
-  await state.ensure().catch(() => undefined); // the directory may not exist yet: opening the LUN reports it
-  return nodeIndex(state, name).catch(() => 1);
+  // The first LUN that will be served: one whose file exists (on its volume), or that may be created.
+  for (const lun of targets.flatMap((t) => t.luns)) {
+    const usable = await assertOnItsVolume(lun.path, lun.volume).then(() => true, () => false)
+      && (lun.create || (await stat(lun.path).then(() => true, () => false)));
+    if (usable) return nodeIndex(new LunStateDir(lun.path), name).catch(() => 1); // opening the LUN reports what is wrong
+  }
+  return 1;
 }
 
 /**
@@ -57,8 +61,9 @@ export async function openSharedTarget(def: TargetDefinition, node: SharingNodeC
   const shared: SharedLun[] = [];
   try {
     for (const lun of def.luns) {
+      await assertOnItsVolume(lun.path, lun.volume);
       const state = new LunStateDir(lun.path);
-      const file = { path: lun.path, ...(lun.sizeBytes !== undefined ? { sizeBytes: lun.sizeBytes } : {}), readOnly: lun.readOnly, blockSize: lun.blockSize };
+      const file = { path: lun.path, ...(lun.sizeBytes !== undefined ? { sizeBytes: lun.sizeBytes } : {}), create: lun.create, readOnly: lun.readOnly, blockSize: lun.blockSize };
       const sharedLun = await SharedLun.open(state, { name: node.name, group: node.group, relativePortIds: node.relativePortIds }, file, log, node.timing);
       shared.push(sharedLun);
       const settled = await settleIdentity(state, { serial: lun.serial, naa: lun.naa });

@@ -36,6 +36,39 @@ export async function glusterVolumeOf(path: string): Promise<{ mount: string; vo
   return best;
 }
 
+/** Mount points /etc/fstab (or `fstabText`) mounts from gluster, with their volumes. */
+export function glusterFstabEntries(fstabText: string): Array<{ mount: string; volume: string }> {
+  const out: Array<{ mount: string; volume: string }> = [];
+  for (const raw of fstabText.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    const [source, target, type] = line.split(/\s+/);
+    if (source === undefined || target === undefined || type !== 'glusterfs') continue;
+    out.push({ mount: target.replace(/\\040/g, ' '), volume: source.replace(/^[^:]*:\/?/, '') });
+  }
+  return out;
+}
+
+/**
+ * Refuse to serve a LUN file from anywhere but its gluster volume (an unmounted volume leaves its
+ * mount point an empty local directory): with `volume` configured, the file must be on a
+ * fuse.glusterfs mount of that volume; without it, a path under a mount point that /etc/fstab
+ * mounts from gluster must be on a gluster mount. Throws with the reason.
+ */
+export async function assertOnItsVolume(path: string, volume: string | undefined, fstabText?: string): Promise<void> {
+  const mounted = await glusterVolumeOf(path);
+  if (volume !== undefined) {
+    if (mounted?.volume === volume) return;
+    throw Object.assign(new Error(`${path} must be on gluster volume ${volume}, but ${mounted === undefined ? 'no gluster volume is mounted there' : `it is on volume ${mounted.volume}`}; refusing to serve it from anywhere else`), { code: 'ENOTMOUNTED' });
+  }
+  if (mounted !== undefined) return;
+  const abs = resolve(path);
+  const fstab = fstabText ?? (await readFile('/etc/fstab', 'utf8').catch(() => ''));
+  const expected = glusterFstabEntries(fstab).find((e) => abs.startsWith(e.mount.endsWith('/') ? e.mount : `${e.mount}/`));
+  if (expected !== undefined) {
+    throw Object.assign(new Error(`${path} is under ${expected.mount}, which /etc/fstab mounts from gluster volume ${expected.volume}, but that volume is not mounted; refusing to serve it from the local disk`), { code: 'ENOTMOUNTED' });
+  }
+}
+
 function glusterGet(volume: string, option: string): Promise<string | undefined> {
   return new Promise((done) => {
     execFile('gluster', ['--mode=script', 'volume', 'get', volume, option], { timeout: 10_000 }, (err, stdout) => {

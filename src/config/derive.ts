@@ -55,6 +55,8 @@ export function deriveEffectiveConfig(file: ConfigFile, baseDir: string, opts: P
         lun: l.lun,
         path: path.resolve(baseDir, l.path),
         ...(l.size !== undefined ? { sizeBytes: lunSizeBytes(l.size) } : {}),
+        create: l.create,
+        ...(l.volume !== undefined ? { volume: l.volume } : {}),
         readOnly: l.readOnly,
         blockSize: l.blockSize,
         writeCache: l.writeCache,

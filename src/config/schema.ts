@@ -197,7 +197,9 @@ const AclSchema = z.strictObject({
 
 const LunSchema = z.strictObject({
   lun: integer(0, 16383).describe('LUN number, unique per target'),
-  path: nonEmptyString().describe('Backing file (created sparse if missing and size is given); relative to the config file'),
+  path: nonEmptyString().describe('Backing file; relative to the config file. A missing file is an error unless create is true'),
+  create: bool().default(false).describe('Create the file (sparse, at size) when it does not exist; without it a missing file is refused, so an unmounted volume never becomes a blank disk'),
+  volume: nonEmptyString().optional().describe('Gluster volume the file must be on: served only from a fuse.glusterfs mount of this volume'),
   size: size
     .optional()
     .describe('Size: bytes, or a string with K/M/G/T/P (always 1024-based), e.g. "8G"; a multiple of blockSize. Omitted = the existing file\'s size'),

@@ -42,6 +42,10 @@ export interface LunDefinition {
   path: string;
   /** Size in bytes when the file must be created (or grown); undefined = use the file's size. */
   sizeBytes?: number;
+  /** Create the file when it does not exist (an explicit act: a missing file is otherwise refused). */
+  create: boolean;
+  /** Gluster volume the file must be on (served only from a fuse.glusterfs mount of it). */
+  volume?: string;
   readOnly: boolean;
   /** Logical block size: 512 or 4096. */
   blockSize: number;

@@ -36,7 +36,7 @@ const SECRETS = [SECRET_A, SECRET_B, SECRET_B2, SECRET_RO, MUTUAL_T1, ANY, DISC]
 const ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LIBISCSI_')));
 
 function authConfig(dir: string, secretB = SECRET_B): Record<string, unknown> {
-  const lun = (name: string) => [{ lun: 0, path: join(dir, `${name}.img`), size: '16M' }];
+  const lun = (name: string) => [{ lun: 0, path: join(dir, `${name}.img`), size: '16M', create: true }];
   return {
     discovery: { chap: { username: 'disc', secretFile: join(dir, 'disc.secret') } },
     targets: [

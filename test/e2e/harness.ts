@@ -384,7 +384,7 @@ export function glfsConfig(opts: StartGlfsOpts & { port: number; lunPaths: strin
     targets: [
       {
         iqn: opts.iqn ?? DEFAULT_IQN,
-        luns: luns.map((l, i) => ({ lun: i, path: opts.lunPaths[i], size: l.size, readOnly: l.readOnly ?? false })),
+        luns: luns.map((l, i) => ({ lun: i, path: opts.lunPaths[i], size: l.size, create: l.size !== undefined && !(l.readOnly ?? false), readOnly: l.readOnly ?? false })),
         acl: opts.acl ?? [{ initiator: '*' }],
       },
     ],

@@ -17,7 +17,7 @@ export interface RunningServer {
 
 export function lunDefinition(p: string, overrides: Partial<LunDefinition> = {}): LunDefinition {
   return {
-    lun: 0, path: p, sizeBytes: 64 * 1024 * 1024, readOnly: false, blockSize: 512, writeCache: true,
+    lun: 0, path: p, sizeBytes: 64 * 1024 * 1024, create: true, readOnly: false, blockSize: 512, writeCache: true,
     serial: 'TESTSERIAL0001', naa: '6001405abcdef0123456789abcdef012', vendor: 'GLFS', product: 'glfs-target', revision: '0001',
     ...overrides,
   };

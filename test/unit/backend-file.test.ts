@@ -26,7 +26,7 @@ const MiB = 1024 * 1024;
 describe('FileBackend', () => {
   it('creates a missing file sparse at the configured size', async () => {
     const p = path.join(dir, 'lun0.img');
-    const b = await openBackend({ path: p, sizeBytes: 64 * MiB, readOnly: false, blockSize: 512 });
+    const b = await openBackend({ path: p, sizeBytes: 64 * MiB, create: true, readOnly: false, blockSize: 512 });
     expect(b.created).toBe(true);
     expect(b.sizeBytes).toBe(64 * MiB);
     const st = fs.statSync(p);
@@ -35,9 +35,10 @@ describe('FileBackend', () => {
     expect(b.description).toBe(p);
   });
 
-  it('refuses a missing file without a size, and a missing read-only file', async () => {
+  it('refuses a missing file unless asked to create it (an unmounted volume is no blank disk), and a missing read-only file', async () => {
     const p = path.join(dir, 'missing.img');
     await expect(FileBackend.open({ path: p, readOnly: false, blockSize: 512 })).rejects.toThrow(/does not exist/);
+    await expect(FileBackend.open({ path: p, sizeBytes: MiB, readOnly: false, blockSize: 512 })).rejects.toThrow(/does not exist; set "create": true/);
     await expect(FileBackend.open({ path: p, sizeBytes: MiB, readOnly: true, blockSize: 512 })).rejects.toThrow(
       /does not exist/,
     );
@@ -47,7 +48,7 @@ describe('FileBackend', () => {
   it('grows a smaller file, never shrinks a bigger one, and rounds capacity down to a block', async () => {
     const p = path.join(dir, 'grow.img');
     fs.writeFileSync(p, Buffer.alloc(4096, 0x11));
-    const b = await openBackend({ path: p, sizeBytes: MiB, readOnly: false, blockSize: 4096 });
+    const b = await openBackend({ path: p, sizeBytes: MiB, create: true, readOnly: false, blockSize: 4096 });
     expect(b.grewFrom).toBe(4096);
     expect(b.sizeBytes).toBe(MiB);
     const head = Buffer.alloc(4096);
@@ -57,7 +58,7 @@ describe('FileBackend', () => {
 
     const q = path.join(dir, 'big.img');
     fs.writeFileSync(q, Buffer.alloc(3 * 4096 + 100));
-    const c = await openBackend({ path: q, sizeBytes: 4096, readOnly: false, blockSize: 4096 });
+    const c = await openBackend({ path: q, sizeBytes: 4096, create: true, readOnly: false, blockSize: 4096 });
     expect(c.grewFrom).toBeUndefined();
     expect(c.sizeBytes).toBe(3 * 4096);
     expect(fs.statSync(q).size).toBe(3 * 4096 + 100);
@@ -71,7 +72,7 @@ describe('FileBackend', () => {
 
   it('takes an exclusive lock: a second open fails with ELOCKED until the first closes', async () => {
     const p = path.join(dir, 'locked.img');
-    const a = await openBackend({ path: p, sizeBytes: MiB, readOnly: false, blockSize: 512 });
+    const a = await openBackend({ path: p, sizeBytes: MiB, create: true, readOnly: false, blockSize: 512 });
     const err = await FileBackend.open({ path: p, readOnly: true, blockSize: 512 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
     expect((err as NodeJS.ErrnoException).code).toBe('ELOCKED');
@@ -84,7 +85,7 @@ describe('FileBackend', () => {
 
   it('round-trips writes and reads, durable or not, and flushes', async () => {
     const p = path.join(dir, 'rw.img');
-    const b = await openBackend({ path: p, sizeBytes: 8 * MiB, readOnly: false, blockSize: 512 });
+    const b = await openBackend({ path: p, sizeBytes: 8 * MiB, create: true, readOnly: false, blockSize: 512 });
     const data = Buffer.alloc(3 * MiB);
     for (let i = 0; i < data.length; i++) data[i] = (i * 31) & 0xff;
     await b.write(data, 4 * MiB + 512, false);
@@ -105,7 +106,7 @@ describe('FileBackend', () => {
 
   it('writes a list of buffers back to back (a Data-Out that arrived in pieces), skipping empty ones', async () => {
     const p = path.join(dir, 'writev.img');
-    const b = await openBackend({ path: p, sizeBytes: 4 * MiB, readOnly: false, blockSize: 512 });
+    const b = await openBackend({ path: p, sizeBytes: 4 * MiB, create: true, readOnly: false, blockSize: 512 });
     const data = Buffer.alloc(300_000);
     for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 0xff;
     const pieces = [data.subarray(0, 1), Buffer.alloc(0), data.subarray(1, 65_536), data.subarray(65_536, 200_001), data.subarray(200_001)];
@@ -122,7 +123,7 @@ describe('FileBackend', () => {
 
   it('keeps every byte right when many adjacent reads and writes are in flight at once (merged requests)', async () => {
     const p = path.join(dir, 'merge.img');
-    const b = await openBackend({ path: p, sizeBytes: 8 * MiB, readOnly: false, blockSize: 512 });
+    const b = await openBackend({ path: p, sizeBytes: 8 * MiB, create: true, readOnly: false, blockSize: 512 });
     const chunks = Array.from({ length: 300 }, (_, i) => Buffer.alloc(4096 + (i % 3) * 512, (i * 37 + 1) & 0xff));
     let off = 4096;
     const offsets = chunks.map((c) => { const o = off; off += c.length; return o; });

@@ -19,7 +19,7 @@ afterEach(async () => {
 });
 
 async function backend(size = 4 * MiB): Promise<FileBackend> {
-  const b = await FileBackend.open({ path: path.join(dir, 'lun.img'), sizeBytes: size, readOnly: false, blockSize: 512 });
+  const b = await FileBackend.open({ path: path.join(dir, 'lun.img'), sizeBytes: size, create: true, readOnly: false, blockSize: 512 });
   open.push(b);
   return b;
 }

@@ -306,7 +306,7 @@ describe('error messages', () => {
         'targets[0].luns[2].lun: 99999 is out of range; use an integer from 0 to 16383',
         'targets[0].luns[2].path: "/a" is already used by targets[0].luns[0]; each LUN needs its own file',
         'targets[0].acl[0].initiator: "bad name" is not an iSCSI name; use e.g. "iqn.1994-05.com.redhat:8277148d16b2" or "*"',
-        'targets[1].luns[0].colour: unknown field; known fields here: lun, path, size, readOnly, blockSize, writeCache, vendor, product, revision, serial, naa',
+        'targets[1].luns[0].colour: unknown field; known fields here: lun, path, create, volume, size, readOnly, blockSize, writeCache, vendor, product, revision, serial, naa',
         'iscsi.cmdWindow: 0 is out of range; use an integer from 1 to 65535',
         'logLevel: expected "trace" or "debug" or "info" or "warn" or "error" or "fatal", got "verbose"',
       ]),

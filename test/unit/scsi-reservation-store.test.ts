@@ -77,7 +77,7 @@ afterEach(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 async function fileBackend(): Promise<FileBackend> {
-  const b = await FileBackend.open({ path: path.join(dir, 'lun.img'), sizeBytes: 64 * 512, readOnly: false, blockSize: 512 });
+  const b = await FileBackend.open({ path: path.join(dir, 'lun.img'), sizeBytes: 64 * 512, create: true, readOnly: false, blockSize: 512 });
   opened.push(b);
   return b;
 }
