@@ -55,6 +55,11 @@ export class CommandPath {
       return;
     }
     const immediateData = pdu.data;
+    if (immediateData.length !== pdu.dataSegmentLength) {
+      // Longer than our MaxRecvDataSegmentLength: the framer skipped it (RFC 7143 §7.8 ERL 0).
+      this.endWith(task, 'incorrect-amount-of-data', 'immediate data beyond MaxRecvDataSegmentLength');
+      return;
+    }
     if (immediateData.length > 0 && !task.isWrite) {
       this.endWith(task, 'incorrect-amount-of-data', 'immediate data on a command without the W bit');
       return;

@@ -226,7 +226,13 @@ export class Connection {
           return;
         }
         this.reject(RejectReason.ProtocolError, err.bhs, err.message);
-        this.phase.commands.failTransfer(err.bhs, 'oversize');
+        if ((err.bhs[0]! & 0x3f) === Opcode.ScsiCommand) {
+          // As with a data digest error: the header was read, so the command keeps its CmdSN and
+          // ends with CHECK CONDITION (its data length no longer matches what arrived).
+          this.onFullFeaturePdu(this.phase, new Pdu(err.bhs, null, Buffer.alloc(0)));
+        } else {
+          this.phase.commands.failTransfer(err.bhs, 'oversize');
+        }
         return;
     }
   }
