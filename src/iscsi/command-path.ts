@@ -1,19 +1,19 @@
 import { RejectReason, RESERVED_TAG } from '../pdu/opcodes.js';
 import type { Pdu } from '../pdu/pdu.js';
-import { dataInHeader, r2tHeader, scsiResponseHeader } from '../pdu/target-pdus.js';
+import { r2tHeader, scsiResponseHeader } from '../pdu/target-pdus.js';
 import { decodeLun } from '../scsi/lun-address.js';
 import { internalTargetFailure, transferFailed, type TransferFailure } from '../scsi/sense.js';
 import { ScsiStatus, type ScsiResponse } from '../scsi/types.js';
+import { residualOf, sendDataIn, senseSegmentOf } from './command-response.js';
+import type { BudgetAccount } from './data-budget.js';
 import { TaskDataStream } from './data-out-stream.js';
 import { IscsiTask } from './iscsi-task.js';
 import type { SessionPort } from './session-port.js';
 
-/** Residual flags of SCSI Response / Data-In (RFC 7143 §11.4.5). */
-const UNDERFLOW = 0x02;
-const OVERFLOW = 0x04;
-
 /** Largest write we buffer for one command; VPD 0xB0 advertises a smaller maximum transfer. */
 const MAX_WRITE_BUFFER = 32 * 1024 * 1024;
+/** Most read data one command can produce (the Block Limits maximum transfer): what a read is charged. */
+const MAX_READ_DATA = 32 * 1024 * 1024;
 
 /**
  * The SCSI data path of a connection (RFC 7143 §10–11): command PDUs become tasks in the
@@ -24,12 +24,18 @@ const MAX_WRITE_BUFFER = 32 * 1024 * 1024;
 export class CommandPath {
   /** Commands inside the SCSI layer, and who waits for that number to reach zero. */
   private executing = 0;
-  /** Reads waiting for the server's DataBudget (their buffers would exceed it). */
+  /** Reads waiting for this session's share of the DataBudget (their buffers would exceed it). */
   private readonly deferred: IscsiTask[] = [];
   private awaitingBudget = false;
   private drainWaiters: Array<() => void> = [];
+  /** Reads whose data is in the socket's queue: their memory is counted until the socket has taken it. */
+  private readonly sending = new Set<IscsiTask>();
+  /** This session's part of the server's DataBudget. */
+  readonly account: BudgetAccount;
 
-  constructor(private readonly port: SessionPort) {}
+  constructor(private readonly port: SessionPort) {
+    this.account = port.dataBudget.open();
+  }
 
   onCommand(pdu: Pdu): void {
     const port = this.port;
@@ -55,6 +61,11 @@ export class CommandPath {
       return;
     }
     const immediateData = pdu.data;
+    if (immediateData.length !== pdu.dataSegmentLength) {
+      // Longer than our MaxRecvDataSegmentLength: the framer skipped it (RFC 7143 §7.8 ERL 0).
+      this.endWith(task, 'incorrect-amount-of-data', 'immediate data beyond MaxRecvDataSegmentLength');
+      return;
+    }
     if (immediateData.length > 0 && !task.isWrite) {
       this.endWith(task, 'incorrect-amount-of-data', 'immediate data on a command without the W bit');
       return;
@@ -88,6 +99,7 @@ export class CommandPath {
       this.execute(task, immediateData);
       return;
     }
+    task.lastDataAt = Date.now();
     // §11.3.1 (F bit) / §13.10: with InitialR2T=No and F=0, unsolicited Data-Out follows, up to FirstBurstLength.
     task.unsolicitedOpen = !p.initialR2T && !pdu.final;
     task.unsolicitedLimit = Math.min(p.firstBurstLength, task.edtl);
@@ -103,13 +115,12 @@ export class CommandPath {
       this.execute(task, undefined);
       return;
     }
-    const buffer = port.bufferPool.acquire(task.edtl);
-    task.write = { kind: 'buffered', buffer };
-    task.pooled.push(buffer);
-    this.hold(task, task.edtl);
-    immediateData.copy(buffer, 0);
-    port.bufferPool.release(immediateData);
-    task.received = immediateData.length;
+    // Other commands get all of their data before they run. It is held (and counted) only as it
+    // arrives, never reserved up front: a command that claims a large EDTL and sends nothing
+    // holds nothing, and the Data-Out timeout ends it.
+    task.write = { kind: 'buffered', pieces: [] };
+    if (immediateData.length > 0) this.store(task, immediateData, 0);
+    else port.bufferPool.release(immediateData);
     if (!task.unsolicitedOpen) this.issueR2Ts(task);
   }
 
@@ -159,7 +170,7 @@ export class CommandPath {
       if (r2t.nextOffset === r2t.end) task.r2ts.splice(task.r2ts.indexOf(r2t), 1);
     }
     if (task.received === task.edtl) {
-      if (task.write.kind === 'buffered') this.execute(task, task.write.buffer);
+      if (task.write.kind === 'buffered') this.execute(task, this.assemble(task, task.write.pieces));
       return;
     }
     if (!task.unsolicitedOpen) this.issueR2Ts(task);
@@ -168,27 +179,58 @@ export class CommandPath {
   /** Take write data (a BufferPool buffer, which the task now owns) for buffer offset `offset`. */
   private store(task: IscsiTask, data: Buffer, offset: number): void {
     task.received += data.length;
+    task.lastDataAt = Date.now();
     const w = task.write;
-    if (w.kind === 'buffered') {
-      data.copy(w.buffer, offset);
+    if (w.kind === 'none') {
       this.port.bufferPool.release(data);
-    } else if (w.kind === 'streamed') {
-      this.hold(task, data.length); // given back once written (TaskDataStream's onConsumed)
+      return;
+    }
+    this.hold(task, data.length); // streamed: given back once written (TaskDataStream's onConsumed)
+    if (w.kind === 'buffered') {
+      w.pieces.push({ offset, data });
+      task.pooled.push(data);
+    } else {
       w.stream.push(data);
+    }
+  }
+
+  /** The complete write data of a buffered task as one buffer (its pieces go back to the pool). */
+  private assemble(task: IscsiTask, pieces: readonly { offset: number; data: Buffer }[]): Buffer {
+    if (pieces.length === 1 && pieces[0]!.data.length === task.edtl) return pieces[0]!.data;
+    const pool = this.port.bufferPool;
+    const whole = pool.acquire(task.edtl);
+    for (const p of pieces) p.data.copy(whole, p.offset);
+    this.releasePooled(task);
+    task.pooled.push(whole);
+    return whole;
+  }
+
+  /**
+   * Data-Out timeout: a task that has waited `timeoutMs` for solicited or unsolicited Data-Out
+   * (outstanding R2Ts or unsolicited data allowed, not a streamed write waiting for the file to
+   * catch up) without any arriving ends with CHECK CONDITION, ABORTED COMMAND / INITIATOR RESPONSE TIMEOUT
+   * (SPC-4 4Bh/06h), and its memory goes back. RFC 7143 leaves the target's wait unbounded;
+   * without a bound, a command that never gets its data holds memory for as long as its session.
+   */
+  expireDataOut(now: number, timeoutMs: number): void {
+    for (const task of this.port.session.tasks.values()) {
+      if (task.awaitingInitiator && now - task.lastDataAt >= timeoutMs) {
+        this.endWith(task, 'initiator-response-timeout', `no Data-Out for ${Math.round((now - task.lastDataAt) / 1000)} s`);
+      }
     }
   }
 
   /** Count task data against the server's DataBudget (reads: the buffer; writes: data not yet in the file). */
   private hold(task: IscsiTask, bytes: number): void {
     task.held += bytes;
-    this.port.dataBudget.take(bytes);
+    this.account.take(bytes);
   }
 
   private release(task: IscsiTask, bytes = task.held): void {
     const n = Math.min(bytes, task.held);
     if (n === 0) return;
     task.held -= n;
-    this.port.dataBudget.give(n);
+    this.account.give(n);
   }
 
   /** A Data-Out whose payload was lost (digest error, oversize): the task cannot complete correctly. */
@@ -213,6 +255,7 @@ export class CommandPath {
       const ttt = this.port.allocateTtt();
       task.r2ts.push({ ttt, end: offset + length, nextOffset: offset, nextDataSN: 0 });
       task.nextR2TOffset += length;
+      task.lastDataAt = Date.now();
       this.port.send(r2tHeader(task.itt, task.lunField, ttt, task.r2tSN++, offset, length));
     }
   }
@@ -237,7 +280,7 @@ export class CommandPath {
   }
 
   private execute(task: IscsiTask, dataOut: Buffer | undefined): void {
-    if (task.isRead && (this.deferred.length > 0 || (this.executing > 0 && this.port.dataBudget.exhausted))) {
+    if (task.isRead && (this.deferred.length > 0 || !this.account.mayStart(readCharge(task)))) {
       // Wait, in order (still pending, so task management can end it), until memory is given back.
       this.deferred.push(task);
       if (!this.awaitingBudget) this.runDeferred();
@@ -251,7 +294,7 @@ export class CommandPath {
     if (task.write.kind !== 'streamed') task.r2ts.length = 0;
     let dataInBuffer: Buffer | undefined;
     if (task.isRead) {
-      this.hold(task, task.edtl);
+      this.hold(task, readCharge(task));
       const pool = this.port.bufferPool;
       // Only a pooled buffer is worth offering: a small read (INQUIRY, MODE SENSE) makes its own.
       if (pool.pools(task.edtl)) {
@@ -285,11 +328,11 @@ export class CommandPath {
     }
   }
 
-  /** The task's transport resources go back: budget, tag, window credit. */
-  private retire(task: IscsiTask): void {
+  /** The task's transport resources go back: budget (unless its read data is still to be sent), tag, window credit. */
+  private retire(task: IscsiTask, sendingData = false): void {
     if (task.write.kind === 'streamed') task.write.stream.handlerDone(); // the SCSI layer has answered
     task.write = { kind: 'none' };
-    this.release(task);
+    if (!sendingData) this.release(task);
     const tasks = this.port.session.tasks;
     if (tasks.get(task.itt) === task) tasks.delete(task.itt);
     this.releaseIfCounted(task.immediate);
@@ -314,7 +357,9 @@ export class CommandPath {
   /** Send the outcome of a task (RFC 7143 §11.4, §11.7) and retire it. */
   private complete(task: IscsiTask, res: ScsiResponse): void {
     const port = this.port;
-    this.retire(task);
+    const data = res.data;
+    const sendLength = task.isRead && !task.scsi.aborted && !port.closed ? Math.min(data?.length ?? 0, task.edtl) : 0;
+    this.retire(task, sendLength > 0);
     if (task.scsi.aborted) {
       this.releasePooled(task);
       if (task.scsi.reportAborted && !port.closed) {
@@ -322,65 +367,31 @@ export class CommandPath {
       }
       return;
     }
-    const edtl = task.edtl;
-    const data = res.data;
-    const available = data === undefined ? 0 : data.length;
-    const produced = res.transferLength ?? available;
-    let residualFlags = 0;
-    let residual = 0;
-    if (task.isRead) {
-      if (produced < edtl) { residualFlags = UNDERFLOW; residual = edtl - produced; }
-      else if (produced > edtl) { residualFlags = OVERFLOW; residual = produced - edtl; }
-    } else if (task.isWrite || task.edtl === 0) {
-      // §11.4.5.1: compare what the CDB asked to transfer with what the initiator announced.
-      const needed = res.transferLength ?? (task.isWrite ? edtl : available);
-      if (needed > edtl) { residualFlags = OVERFLOW; residual = needed - edtl; }
-      else if (needed < edtl) { residualFlags = UNDERFLOW; residual = edtl - needed; }
-    }
-    const sendLength = task.isRead ? Math.min(available, edtl) : 0;
+    const { residualFlags, residual } = residualOf(task, res);
     const good = res.status === ScsiStatus.Good && res.sense === undefined;
     if (sendLength > 0) {
-      // The data may be (a view of) the task's read buffer: it goes back to the pool once sent.
-      this.sendDataIn(task, data!, sendLength, good ? { status: res.status, residualFlags, residual } : null, () => this.releasePooled(task));
+      // The data may be (a view of) the task's read buffer: it goes back to the pool, and its
+      // budget is given back, only once the socket has taken it.
+      this.sending.add(task);
+      sendDataIn(port, task, data!, sendLength, good ? { status: res.status, residualFlags, residual } : null, () => this.sent(task));
       if (good) return;
     } else {
       this.releasePooled(task);
     }
-    let senseSegment: Buffer | undefined;
-    if (res.sense !== undefined) {
-      // §11.4.7: SenseLength (2 bytes) then the sense data.
-      senseSegment = Buffer.allocUnsafe(2 + res.sense.length);
-      senseSegment.writeUInt16BE(res.sense.length, 0);
-      res.sense.copy(senseSegment, 2);
-    }
-    port.send(scsiResponseHeader(task.itt, res.status, residualFlags, residual), senseSegment, true);
+    port.send(scsiResponseHeader(task.itt, res.status, residualFlags, residual), senseSegmentOf(res), true);
   }
 
-  /**
-   * Data-In PDUs of at most the initiator's MaxRecvDataSegmentLength, sequences of at most
-   * MaxBurstLength (F bit at each sequence end), status in the last PDU when given (§11.7).
-   */
-  private sendDataIn(
-    task: IscsiTask, data: Buffer, length: number,
-    status: { status: number; residualFlags: number; residual: number } | null,
-    onWritten: () => void,
-  ): void {
-    const p = this.port.session.params;
-    const maxSegment = p.initiatorMaxRecvDataSegmentLength;
-    const maxBurst = p.maxBurstLength;
-    let offset = 0;
-    let dataSN = 0;
-    let burstLeft = maxBurst;
-    while (offset < length) {
-      const seg = Math.min(maxSegment, length - offset, burstLeft);
-      const last = offset + seg === length;
-      burstLeft -= seg;
-      const endOfBurst = last || burstLeft === 0;
-      const header = dataInHeader(task.itt, task.lunField, dataSN++, offset, endOfBurst, last ? status : null);
-      this.port.send(header, data.subarray(offset, offset + seg), last && status !== null, last ? onWritten : undefined);
-      offset += seg;
-      if (burstLeft === 0) burstLeft = maxBurst;
-    }
+  /** A read's data has left for the socket: its buffer and budget go back. */
+  private sent(task: IscsiTask): void {
+    this.sending.delete(task);
+    this.releasePooled(task);
+    this.release(task);
+  }
+
+  /** The connection is gone: read data that will never be written gives its budget back. */
+  closed(): void {
+    for (const task of [...this.sending]) this.sent(task);
+    this.account.close();
   }
 
   /** The task's pool buffers are no longer read by anyone (SCSI layer done, data sent). */
@@ -395,12 +406,14 @@ export class CommandPath {
 
   private runDeferred(): void {
     while (this.deferred.length > 0 && !this.port.closed) {
-      if (this.executing > 0 && this.port.dataBudget.exhausted) {
+      if (!this.account.mayStart(readCharge(this.deferred[0]!))) {
         if (!this.awaitingBudget) {
           this.awaitingBudget = true;
-          this.port.dataBudget.whenAvailable(() => {
+          this.port.dataBudget.watch(() => {
+            if (!this.port.closed && this.deferred.length > 0 && !this.account.mayStart(readCharge(this.deferred[0]!))) return false;
             this.awaitingBudget = false;
             this.runDeferred();
+            return true;
           });
         }
         return;
@@ -415,4 +428,9 @@ export class CommandPath {
     if (this.executing === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
+}
+
+/** What a read is charged against the budget: its buffer, at most the largest transfer a command produces. */
+function readCharge(task: IscsiTask): number {
+  return Math.min(task.edtl, MAX_READ_DATA);
 }

@@ -11,6 +11,8 @@ import { LoginHandler, type LoginContext } from './login.js';
 import type { Session } from './session.js';
 import { snAdd } from './serial.js';
 import { CommandPath } from './command-path.js';
+import { ConnectionLiveness } from './liveness.js';
+import { ParkedCommands } from './parked-commands.js';
 import { handleTaskManagement } from './task-management.js';
 import { TextExchange } from './text-exchange.js';
 import type { ServerContext } from './server-context.js';
@@ -44,7 +46,7 @@ interface FullFeaturePhase {
   readonly commands: CommandPath;
   readonly text: TextExchange;
   /** Non-immediate PDUs that arrived ahead of a CmdSN gap. */
-  readonly ahead: Map<number, Pdu>;
+  readonly ahead: ParkedCommands;
   loggingOut: boolean;
 }
 
@@ -63,9 +65,7 @@ export class Connection {
   statSN = 0;
   private statSNStarted = false;
   private closed = false;
-  private lastReceive = Date.now();
-  private pingSentAt = 0;
-  private pingTimer: NodeJS.Timeout | null = null;
+  private readonly liveness: ConnectionLiveness;
   private nextTtt = 1;
   /** Why the socket is not being read: PAUSE_DRAIN (our output backs up), PAUSE_MEMORY (data budget). */
   private pauses = 0;
@@ -84,6 +84,17 @@ export class Connection {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     this.writer = new PduWriter(socket);
+    const conn = this;
+    this.liveness = new ConnectionLiveness({
+      settings: ctx.settings,
+      get isClosed() { return conn.closed; },
+      ping: () => this.send(nopInHeader(RESERVED_TAG, this.allocateTtt(), Buffer.alloc(8))),
+      expireDataOut: (now, timeoutMs) => { if (this.phase.kind === 'full') this.phase.commands.expireDataOut(now, timeoutMs); },
+      drop: (reason, why, details) => {
+        this.log.warn({ ...this.identity(), ...details }, why);
+        this.destroy(reason);
+      },
+    }, socket);
     this.framer = new PduFramer((pdu) => this.onPdu(pdu), (err) => this.onFramingError(err), ctx.bufferPool);
     const loginCtx: LoginContext = {
       settings: ctx.settings,
@@ -108,12 +119,19 @@ export class Connection {
 
   /** Bytes from the socket; `chunk` is only valid during the call (PduFramer copies what it keeps). */
   private receive(chunk: Buffer): void {
-    this.lastReceive = Date.now();
+    this.liveness.received();
     this.framer.push(chunk);
-    const budget = this.ctx.dataBudget;
-    if (budget.exhausted && (this.pauses & PAUSE_MEMORY) === 0) {
+    if (this.phase.kind !== 'full' || (this.pauses & PAUSE_MEMORY) !== 0) return;
+    // The session holds its share of the DataBudget (or holds data while all of it is used):
+    // stop reading until its data has gone to the file or the socket.
+    const account = this.phase.commands.account;
+    if (account.overShare) {
       this.pause(PAUSE_MEMORY);
-      budget.whenAvailable(() => this.resume(PAUSE_MEMORY));
+      this.ctx.dataBudget.watch(() => {
+        if (!account.mayResumeReceiving && !this.closed) return false;
+        this.resume(PAUSE_MEMORY);
+        return true;
+      });
     }
   }
 
@@ -200,7 +218,8 @@ export class Connection {
     this.closed = true;
     this.framer.stop();
     if (this.phase.kind === 'login') clearTimeout(this.phase.timer);
-    if (this.pingTimer !== null) clearTimeout(this.pingTimer);
+    else this.leaveFullFeature(this.phase);
+    this.liveness.stop();
     this.ctx.connectionClosed(this);
   }
 
@@ -233,7 +252,13 @@ export class Connection {
           return;
         }
         this.reject(RejectReason.ProtocolError, err.bhs, err.message);
-        this.phase.commands.failTransfer(err.bhs, 'oversize');
+        if ((err.bhs[0]! & 0x3f) === Opcode.ScsiCommand) {
+          // As with a data digest error: the header was read, so the command keeps its CmdSN and
+          // ends with CHECK CONDITION (its data length no longer matches what arrived).
+          this.onFullFeaturePdu(this.phase, new Pdu(err.bhs, null, Buffer.alloc(0)));
+        } else {
+          this.phase.commands.failTransfer(err.bhs, 'oversize');
+        }
         return;
     }
   }
@@ -313,14 +338,18 @@ export class Connection {
     };
     const conn = this;
     const directory = { visibleTargets: () => this.ctx.visibleTargets(session.initiatorName), targetAddresses: () => this.ctx.targetAddresses(this) };
-    this.phase = { kind: 'full', session, port, commands: new CommandPath(port), text: new TextExchange(port, directory), ahead: new Map(), loggingOut: false };
+    const commands = new CommandPath(port);
+    this.phase = {
+      kind: 'full', session, port, commands, text: new TextExchange(port, directory),
+      ahead: new ParkedCommands(commands.account, this.ctx.bufferPool), loggingOut: false,
+    };
     this.framer.headerDigest = p.headerDigest;
     this.framer.dataDigest = p.dataDigest;
     this.framer.maxDataSegmentLength = p.targetMaxRecvDataSegmentLength;
     this.writer.headerDigest = p.headerDigest;
     this.writer.dataDigest = p.dataDigest;
     this.ctx.loginCompleted(this, session);
-    this.schedulePing();
+    this.liveness.start();
   }
 
   // ── Full feature phase ───────────────────────────────────────────────────────────────
@@ -364,7 +393,7 @@ export class Connection {
         this.drainAhead(phase);
         return;
       case 'ahead':
-        if (!phase.ahead.has(pdu.cmdSN)) phase.ahead.set(pdu.cmdSN, pdu);
+        this.park(phase, pdu);
         return;
       case 'outside':
         // Silently ignored (§4.2.2.1), but worth a debug line.
@@ -376,12 +405,30 @@ export class Connection {
   private drainAhead(phase: FullFeaturePhase): void {
     const session = phase.session;
     while (phase.ahead.size > 0) {
-      const next = phase.ahead.get(session.expCmdSN);
+      const next = phase.ahead.take(session.expCmdSN);
       if (next === undefined) return;
-      phase.ahead.delete(session.expCmdSN);
       session.advanceCmdSN(next.opcode === Opcode.ScsiCommand);
       this.dispatch(phase, next);
     }
+  }
+
+  /**
+   * §4.2.2.1: a non-immediate PDU beyond a CmdSN gap waits for the gap to fill; its data counts
+   * against the session's budget. With one connection per session nothing else can fill the
+   * gap, so a gap that holds more than half the session's share of the budget is the initiator's
+   * error, and rather than stop reading (it could then never fill it) the connection is dropped.
+   */
+  private park(phase: FullFeaturePhase, pdu: Pdu): void {
+    phase.ahead.park(pdu);
+    if (pdu.data.length > 0 && phase.ahead.bytes > this.ctx.dataBudget.share / 2) {
+      this.log.warn({ ...this.identity(), expCmdSN: phase.session.expCmdSN, parkedBytes: phase.ahead.bytes }, 'commands behind a CmdSN gap hold too much data; dropping connection');
+      this.destroy('CmdSN gap holds too much data');
+    }
+  }
+
+  private leaveFullFeature(phase: FullFeaturePhase): void {
+    phase.ahead.clear();
+    phase.commands.closed();
   }
 
   private dispatch(phase: FullFeaturePhase, pdu: Pdu): void {
@@ -410,7 +457,7 @@ export class Connection {
   private onNopOut(pdu: Pdu): void {
     if (pdu.itt === RESERVED_TAG) {
       // Answer to our ping (TTT echoed) or a bare ExpStatSN update: no reply.
-      if (pdu.targetTransferTag !== RESERVED_TAG) this.pingSentAt = 0;
+      if (pdu.targetTransferTag !== RESERVED_TAG) this.liveness.pingAnswered();
       return;
     }
     if (pdu.targetTransferTag !== RESERVED_TAG) {
@@ -420,32 +467,6 @@ export class Connection {
     const h = nopInHeader(pdu.itt, RESERVED_TAG, pdu.lunField);
     // The ping data is echoed back (RFC 7143 §11.19, Ping Data).
     this.send(h, pdu.data.length > 0 ? Buffer.from(pdu.data) : undefined, true);
-  }
-
-  /** Target-initiated NOP-In pings: a connection silent past the timeout is dead (§11.19). */
-  private schedulePing(): void {
-    const interval = this.settings.nopInInterval;
-    if (interval <= 0 || this.closed) return;
-    const tick = Math.min(interval, this.settings.nopInTimeout) * 500;
-    this.pingTimer = setTimeout(() => this.pingTick(), tick);
-    this.pingTimer.unref();
-  }
-
-  private pingTick(): void {
-    if (this.closed) return;
-    const now = Date.now();
-    if (this.pingSentAt !== 0 && this.lastReceive < this.pingSentAt && now - this.pingSentAt >= this.settings.nopInTimeout * 1000) {
-      this.log.warn({ ...this.identity(), timeoutSeconds: this.settings.nopInTimeout }, 'no answer to NOP-In; dropping connection');
-      this.destroy('nop timeout');
-      return;
-    }
-    if (this.lastReceive >= this.pingSentAt) this.pingSentAt = 0;
-    if (this.pingSentAt === 0 && now - this.lastReceive >= this.settings.nopInInterval * 1000) {
-      this.pingSentAt = now;
-      const lun = Buffer.alloc(8);
-      this.send(nopInHeader(RESERVED_TAG, this.allocateTtt(), lun));
-    }
-    this.schedulePing();
   }
 
   /** §11.14 / §11.15: close the session or this connection once its tasks have finished. */

@@ -11,13 +11,20 @@ export interface PendingR2T {
   nextDataSN: number;
 }
 
+/** A piece of buffered write data and where it belongs in the command's buffer. */
+export interface WritePiece {
+  readonly offset: number;
+  readonly data: Buffer;
+}
+
 /**
- * Where a task's write data goes (RFC 7143 §10.7): nowhere (no data-out), into one buffer that
- * the command runs from once complete, or streamed to the command as it arrives (large writes).
+ * Where a task's write data goes (RFC 7143 §10.7): nowhere (no data-out), gathered piece by piece
+ * (held only as it arrives) into one buffer that the command runs from once complete, or streamed
+ * to the command as it arrives (large writes).
  */
 export type WriteData =
   | { readonly kind: 'none' }
-  | { readonly kind: 'buffered'; readonly buffer: Buffer }
+  | { readonly kind: 'buffered'; readonly pieces: WritePiece[] }
   | { readonly kind: 'streamed'; readonly stream: TaskDataStream };
 
 const NO_WRITE_DATA: WriteData = { kind: 'none' };
@@ -50,6 +57,8 @@ export class IscsiTask implements CommandFields {
   write: WriteData = NO_WRITE_DATA;
   /** Write bytes received so far. */
   received = 0;
+  /** When Data-Out last arrived or was last solicited: for the Data-Out timeout. */
+  lastDataAt = Date.now();
   /** Unsolicited Data-Out still allowed (InitialR2T=No, F bit clear on the command). */
   unsolicitedOpen = false;
   /** Upper bound on unsolicited bytes (FirstBurstLength, at most EDTL). */
@@ -88,6 +97,11 @@ export class IscsiTask implements CommandFields {
     const w = this.write;
     if (w.kind === 'streamed') return !w.stream.failed && this.received < this.edtl && this.scsi.state !== 'done';
     return w.kind === 'buffered' && this.scsi.state === 'pending';
+  }
+
+  /** Data-Out is owed by the initiator now: unsolicited data still allowed, or R2Ts outstanding (§11.8). */
+  get awaitingInitiator(): boolean {
+    return (this.unsolicitedOpen || this.r2ts.length > 0) && this.receiving;
   }
 
   /** The SCSI Command PDU's fields a task keeps, and its CDB (with an extended CDB AHS appended). */

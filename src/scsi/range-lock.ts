@@ -11,7 +11,16 @@
  * stream of shared ones (a shared request that overlaps a waiting exclusive one queues behind it).
  * The uncontended shared path allocates one small object and never awaits.
  */
+import type { AbortWatch } from './types.js';
+
 export type Release = () => void;
+
+/** A lock request given up because its task was aborted while it waited. */
+export class LockWaitAborted extends Error {
+  constructor() {
+    super('task aborted while waiting for a range lock');
+  }
+}
 
 interface Request {
   readonly start: number;
@@ -30,24 +39,41 @@ export class RangeLock {
   /** Exclusive requests held or waiting: 0 lets shared requests skip the conflict scan. */
   private exclusives = 0;
 
-  /** Lock [start, start + count) (units are the caller's, e.g. LBAs); count 0 locks nothing. */
-  acquire(start: number, count: number, exclusive: boolean): Release | Promise<Release> {
+  /**
+   * Lock [start, start + count) (units are the caller's, e.g. LBAs); count 0 locks nothing.
+   * With `abort`, a request still waiting when its task is aborted leaves the queue at once and
+   * rejects with LockWaitAborted: SAM-5 §7.2 (ABORT TASK) ends a task that has not started its
+   * work, and task management waits for the task to leave the device server.
+   */
+  acquire(start: number, count: number, exclusive: boolean, abort?: AbortWatch): Release | Promise<Release> {
     const req: Request = { start, end: start + Math.max(count, 0), exclusive };
     if (req.end === req.start) return noop;
+    if (abort?.aborted === true) return Promise.reject(new LockWaitAborted());
     if (exclusive) this.exclusives++;
     if (this.exclusives === 0 || this.grantable(req, this.waiting.length)) {
       this.held.add(req);
       return () => this.release(req);
     }
-    return new Promise<Release>((resolve) => {
-      req.grant = () => resolve(() => this.release(req));
+    return new Promise<Release>((resolve, reject) => {
+      const stopWatching = abort?.whenAborted(() => {
+        const i = this.waiting.indexOf(req);
+        if (i < 0) return;
+        this.waiting.splice(i, 1);
+        if (req.exclusive) this.exclusives--;
+        this.grantWaiters(); // requests queued behind this one may now go
+        reject(new LockWaitAborted());
+      });
+      req.grant = () => {
+        stopWatching?.();
+        resolve(() => this.release(req));
+      };
       this.waiting.push(req);
     });
   }
 
   /** Run `fn` holding the lock. */
-  async with<T>(start: number, count: number, exclusive: boolean, fn: () => Promise<T>): Promise<T> {
-    const release = await this.acquire(start, count, exclusive);
+  async with<T>(start: number, count: number, exclusive: boolean, fn: () => Promise<T>, abort?: AbortWatch): Promise<T> {
+    const release = await this.acquire(start, count, exclusive, abort);
     try {
       return await fn();
     } finally {
@@ -70,6 +96,10 @@ export class RangeLock {
   private release(req: Request): void {
     if (!this.held.delete(req)) return; // released twice
     if (req.exclusive) this.exclusives--;
+    this.grantWaiters();
+  }
+
+  private grantWaiters(): void {
     for (let i = 0; i < this.waiting.length; ) {
       const w = this.waiting[i]!;
       if (this.grantable(w, i)) {

@@ -4,7 +4,7 @@
  */
 import { Op, Sa, readU64, truncate, writeU64, CONTROL_USAGE, FIELD32_USAGE, FIELD64_USAGE } from './cdb.js';
 import { ACTIVE_OR_STANDBY } from './alua.js';
-import { PARTIAL_BLOCK, blockCdb, openBlockTransfer, openWrite, outOfRange, partialBlock, usableBytes, writeData, writeUnderSharedLock, type OpenedWrite } from './block-transfer.js';
+import { PARTIAL_BLOCK, blockCdb, openBlockTransfer, openWrite, outOfRange, partialBlock, usableBytes, writeData, type OpenedWrite } from './block-transfer.js';
 import type { CommandDescriptor } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import {
@@ -17,7 +17,7 @@ import {
   senseError,
   writeError,
 } from './sense.js';
-import { ScsiStatus, type DataOutStream, type ScsiRequest, type ScsiResponse } from './types.js';
+import { ScsiStatus, type AbortWatch, type DataOutStream, type ScsiRequest, type ScsiResponse } from './types.js';
 
 // --- READ ----------------------------------------------------------------------------------
 
@@ -52,16 +52,18 @@ async function readInto(lu: LogicalUnit, buf: Buffer, offset: number, transferLe
 function write(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
   const w = openWrite(lu, req.cdb);
   if ('status' in w) return w;
-  if (req.dataOutStream !== undefined) return writeStream(lu, req.dataOutStream, w);
+  if (req.dataOutStream !== undefined) return writeStream(lu, req.dataOutStream, w, req.abort);
   const data = writeData(w, req.dataOut, lu.blockSize);
   if (!Buffer.isBuffer(data)) return data;
-  return writeFrom(lu, data, w.lba * lu.blockSize, w.durable, w.transferLength);
+  return writeFrom(lu, data, w.lba * lu.blockSize, w.durable, w.transferLength, req.abort);
 }
 
-async function writeFrom(lu: LogicalUnit, buf: Buffer, offset: number, durable: boolean, transferLength: number): Promise<ScsiResponse> {
+async function writeFrom(
+  lu: LogicalUnit, buf: Buffer, offset: number, durable: boolean, transferLength: number, abort: AbortWatch | undefined,
+): Promise<ScsiResponse> {
   // Shared range lock: concurrent writes proceed, but never inside a COMPARE AND WRITE (or other
   // read-modify-write) of an overlapping range. Uncontended, this returns synchronously.
-  let release = lu.locks.acquire(offset / lu.blockSize, buf.length / lu.blockSize, false);
+  let release = lu.locks.acquire(offset / lu.blockSize, buf.length / lu.blockSize, false, abort);
   if (typeof release !== 'function') release = await release;
   try {
     await lu.backend.write(buf, offset, durable);
@@ -75,26 +77,41 @@ async function writeFrom(lu: LogicalUnit, buf: Buffer, offset: number, durable: 
 
 /**
  * A large write whose data is still arriving: each piece goes to the file as it comes, under a
- * shared range lock held for the whole command; durability (FUA, WCE=0) is one fdatasync at the
- * end, before status (SBC-3 WRITE(10) FUA). Only whole blocks that fit the transfer are written
- * (iSCSI EDTL may differ from the CDB's transfer length, as with `usableBytes`).
+ * shared range lock on the blocks of that piece only, so a WRITE whose data is late holds no
+ * range that a COMPARE AND WRITE or another write waits for (SBC-3 §5.2 needs only that no write
+ * lands inside a COMPARE AND WRITE; a plain WRITE is not atomic). Durability (FUA, WCE=0) is one
+ * fdatasync at the end, before status (SBC-3 WRITE(10) FUA). Only whole blocks that fit the
+ * transfer are written (iSCSI EDTL may differ from the CDB's transfer length, as with `usableBytes`).
  */
-async function writeStream(lu: LogicalUnit, stream: DataOutStream, w: OpenedWrite): Promise<ScsiResponse> {
-  const { lba, blocks, durable, transferLength } = w;
+async function writeStream(lu: LogicalUnit, stream: DataOutStream, w: OpenedWrite, abort: AbortWatch | undefined): Promise<ScsiResponse> {
+  const { lba, durable, transferLength } = w;
   const bs = lu.blockSize;
   const limit = Math.min(transferLength, stream.length);
   if (limit % bs !== 0) return { ...partialBlock(), transferLength };
   const base = lba * bs;
-  return writeUnderSharedLock(lu, lba, blocks, durable, transferLength, async () => {
+  try {
     let pos = 0;
     for (let pieces = await stream.next(); pieces !== null; pieces = await stream.next()) {
       let bytes = 0;
       for (const b of pieces) bytes += b.length;
       const usable = Math.min(bytes, limit - pos);
-      if (usable > 0) await lu.backend.write(usable === bytes ? pieces : leadingBytes(pieces, usable), base + pos, false);
+      if (usable > 0) {
+        const first = Math.floor(pos / bs);
+        let release = lu.locks.acquire(lba + first, Math.ceil((pos + usable) / bs) - first, false, abort);
+        if (typeof release !== 'function') release = await release;
+        try {
+          await lu.backend.write(usable === bytes ? pieces : leadingBytes(pieces, usable), base + pos, false);
+        } finally {
+          release();
+        }
+      }
       pos += bytes;
     }
-  });
+    if (durable) await lu.backend.flush();
+  } catch (err) {
+    return { ...writeError(err), transferLength };
+  }
+  return { status: ScsiStatus.Good, transferLength };
 }
 
 /** The first `n` bytes of `bufs`, as views. */

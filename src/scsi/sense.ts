@@ -212,7 +212,8 @@ export type TransferFailure =
   | 'incorrect-amount-of-data'
   | 'data-digest-error'
   | 'bidirectional-command'
-  | 'transfer-too-long';
+  | 'transfer-too-long'
+  | 'initiator-response-timeout';
 
 const TRANSFER_FAILURE_SENSE: Record<TransferFailure, readonly [number, number, number]> = {
   'unexpected-unsolicited-data': [SenseKey.ABORTED_COMMAND, 0x0c, 0x0c],
@@ -221,6 +222,8 @@ const TRANSFER_FAILURE_SENSE: Record<TransferFailure, readonly [number, number, 
   // No implemented command is bidirectional; oversized transfers exceed the Block Limits page.
   'bidirectional-command': [SenseKey.ILLEGAL_REQUEST, 0x24, 0x00],
   'transfer-too-long': [SenseKey.ILLEGAL_REQUEST, 0x24, 0x00],
+  // Solicited or unsolicited Data-Out did not come in time: SPC-4 INITIATOR RESPONSE TIMEOUT.
+  'initiator-response-timeout': [SenseKey.ABORTED_COMMAND, 0x4b, 0x06],
 };
 
 /** The CHECK CONDITION a command ended by a transport failure answers with. */

@@ -1,4 +1,5 @@
 import type { ItNexus } from './nexus.js';
+import type { AbortWatch } from './types.js';
 
 /**
  * Called when task management (or I_T nexus loss) aborts a task. `reportStatus`: the transport
@@ -13,7 +14,7 @@ export type AbortListener = (reportStatus: boolean) => void;
  * `pending` until the transport hands it to the device server, `running` inside it, `done` once
  * it has completed or been aborted.
  */
-export class Task {
+export class Task implements AbortWatch {
   state: 'pending' | 'running' | 'done' = 'pending';
   /** Ended by task management or nexus loss: its outcome is not reported as the command's. */
   aborted = false;
@@ -21,6 +22,8 @@ export class Task {
   reportAborted = false;
   /** Settles when a running task has left the device server. */
   execution: Promise<unknown> | null = null;
+  /** Handlers waiting inside the device server (range locks) that stop when the task is aborted. */
+  private abortListeners: Array<() => void> | null = null;
 
   constructor(
     readonly nexus: ItNexus,
@@ -28,6 +31,24 @@ export class Task {
     readonly cdb: Buffer,
     readonly onAbort: AbortListener,
   ) {}
+
+  whenAborted(listener: () => void): () => void {
+    (this.abortListeners ??= []).push(listener);
+    return () => {
+      const list = this.abortListeners;
+      const i = list === null ? -1 : list.indexOf(listener);
+      if (i >= 0) list!.splice(i, 1);
+    };
+  }
+
+  /** Marks the task aborted and tells the handlers waiting inside the device server. */
+  markAborted(reportStatus: boolean): void {
+    this.aborted = true;
+    this.reportAborted = reportStatus;
+    const listeners = this.abortListeners;
+    this.abortListeners = null;
+    if (listeners !== null) for (const l of listeners) l();
+  }
 }
 
 /**
@@ -72,8 +93,7 @@ export class TaskSet {
         if (task.execution !== null && task.state === 'running') running.push(task.execution);
         continue;
       }
-      task.aborted = true;
-      task.reportAborted = issuer !== null && issuer.id !== task.nexus.id;
+      task.markAborted(issuer !== null && issuer.id !== task.nexus.id);
       if (task.state === 'pending') this.remove(task);
       else if (task.execution !== null) running.push(task.execution);
       task.onAbort(task.reportAborted);

@@ -35,6 +35,15 @@ export interface ScsiRequest {
    * again once the handler has answered.
    */
   readonly dataInBuffer?: Buffer;
+  /** The task's abort state, for handlers that wait (range locks): they stop when it is aborted. */
+  readonly abort?: AbortWatch;
+}
+
+/** Whether task management has aborted a task, and a way to hear of it (SAM-5 §7). */
+export interface AbortWatch {
+  readonly aborted: boolean;
+  /** Calls `listener` once when the task is aborted; the returned function stops watching. */
+  whenAborted(listener: () => void): () => void;
 }
 
 export interface ScsiResponse {

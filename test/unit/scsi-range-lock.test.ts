@@ -1,0 +1,47 @@
+// Range locks (SBC-3 §5.2 COMPARE AND WRITE atomicity) and task management: a command waiting for
+// a range lock has not started its work, so ABORT TASK ends it at once (SAM-5 §7.2), and a request
+// given up leaves the queue so those behind it are granted.
+import { describe, expect, it } from 'vitest';
+import { RangeLock, LockWaitAborted } from '../../src/scsi/range-lock.js';
+import { cdb, clearUa, makeDevice, nexus, u32 } from './scsi-helpers.js';
+
+const write10 = (lba: number, blocks: number) => cdb([0x2a, 0, ...u32(lba), 0, 0, blocks, 0]);
+const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+  Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))]);
+
+describe('range lock waits and task management', () => {
+  it('ABORT TASK of a WRITE waiting for an overlapping exclusive lock resolves at once; nothing is written', async () => {
+    const { dev, lu, mem } = makeDevice();
+    const A = nexus('a');
+    await clearUa(dev, A);
+    const hold = lu.locks.acquire(0, 8, true) as () => void; // a COMPARE AND WRITE in progress
+    const task = dev.createTask(A, 0, write10(0, 1), () => {});
+    const response = dev.run(task, { dataOut: Buffer.alloc(512, 0xee), dataInLength: 0 });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(task.state).toBe('running');
+    expect(await within(dev.abortTask(A, task), 500)).toBe('complete');
+    await response;
+    hold();
+    await new Promise((r) => setTimeout(r, 20));
+    const back = Buffer.alloc(512);
+    await mem.read(back, 0);
+    expect(back.equals(Buffer.alloc(512))).toBe(true);
+    expect(lu.locks.size).toBe(0);
+  });
+
+  it('a request given up on abort leaves the queue: a later one it blocked is granted', async () => {
+    const lock = new RangeLock();
+    const release = lock.acquire(0, 4, false) as () => void;
+    let aborted = false;
+    const listeners: Array<() => void> = [];
+    const watch = { get aborted() { return aborted; }, whenAborted(l: () => void) { listeners.push(l); return () => {}; } };
+    const exclusive = lock.acquire(2, 4, true, watch) as Promise<() => void>;
+    const shared = lock.acquire(4, 4, false); // overlaps the waiting exclusive request: queued behind it
+    expect(typeof shared).not.toBe('function');
+    aborted = true;
+    for (const l of listeners) l();
+    expect(await within(exclusive.catch((e: unknown) => e), 200)).toBeInstanceOf(LockWaitAborted);
+    expect(typeof (await within(shared as Promise<() => void>, 200))).toBe('function');
+    release();
+  });
+});
