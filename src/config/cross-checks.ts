@@ -126,6 +126,13 @@ class FirstUse<K> {
   }
 }
 
+/** Report `value` (at `here`.`field`) when `seen` already had it; `message` gets where. */
+function unique<T>(seen: FirstUse<T>, value: T | undefined, here: PropertyKey[], field: string, found: Issue[], message: (other: string) => string, explicit = true): void {
+  if (value === undefined) return;
+  const clash = seen.clash(value, here, explicit);
+  if (clash) found.push({ path: [...here, field], message: message(formatPath(clash)) });
+}
+
 function checkTargets(raw: Obj, valid: ValidFields, baseDir: string, found: Issue[]): void {
   const iqns = new FirstUse<string>();
   const files = new FirstUse<string>();
@@ -135,16 +142,14 @@ function checkTargets(raw: Obj, valid: ValidFields, baseDir: string, found: Issu
     if (!isObj(t)) return;
     const target: PropertyKey[] = ['targets', ti];
     const iqn = valid.get<string>(t, 'iqn', target);
-    const iqnClash = iqn !== undefined ? iqns.clash(iqn, target) : undefined;
-    if (iqnClash) found.push({ path: [...target, 'iqn'], message: `${quote(iqn!)} is already used by ${formatPath(iqnClash)}; target names must be unique` });
+    unique(iqns, iqn, target, 'iqn', found, (other) => `${quote(iqn!)} is already used by ${other}; target names must be unique`);
 
     const lunNumbers = new FirstUse<number>();
     list(t.luns).forEach((l, li) => {
       if (!isObj(l)) return;
       const here: PropertyKey[] = [...target, 'luns', li];
       const lun = valid.get<number>(l, 'lun', here);
-      const lunClash = lun !== undefined ? lunNumbers.clash(lun, here) : undefined;
-      if (lunClash) found.push({ path: [...here, 'lun'], message: `LUN ${lun} is defined twice (also ${formatPath(lunClash)}); LUN numbers must be unique per target` });
+      unique(lunNumbers, lun, here, 'lun', found, (other) => `LUN ${lun} is defined twice (also ${other}); LUN numbers must be unique per target`);
 
       const size = valid.get<string | number>(l, 'size', here);
       const blockSize = valid.getOr<number>(l, 'blockSize', here, DEFAULT_BLOCK_SIZE);
@@ -158,18 +163,15 @@ function checkTargets(raw: Obj, valid: ValidFields, baseDir: string, found: Issu
 
       const file = valid.get<string>(l, 'path', here);
       const abs = file !== undefined ? path.resolve(baseDir, file) : undefined;
-      const fileClash = abs !== undefined ? files.clash(abs, here) : undefined;
-      if (fileClash) found.push({ path: [...here, 'path'], message: `${quote(abs!)} is already used by ${formatPath(fileClash)}; each LUN needs its own file` });
+      unique(files, abs, here, 'path', found, (other) => `${quote(abs!)} is already used by ${other}; each LUN needs its own file`);
 
       // A missing serial/NAA is derived (when iqn and lun are valid); an invalid one is not compared.
       const derived = iqn !== undefined && lun !== undefined ? deriveLunIdentity(iqn, lun) : undefined;
       const serial = l.serial === undefined ? derived?.serial : valid.get<string>(l, 'serial', here);
-      const serialClash = serial !== undefined ? serials.clash(serial, here, l.serial !== undefined) : undefined;
-      if (serialClash) found.push({ path: [...here, 'serial'], message: `${quote(serial!)} is already used by ${formatPath(serialClash)}; serial numbers must be unique` });
+      unique(serials, serial, here, 'serial', found, (other) => `${quote(serial!)} is already used by ${other}; serial numbers must be unique`, l.serial !== undefined);
       // NAA designators are hex digits: compared regardless of case.
       const naa = l.naa === undefined ? derived?.naa : valid.get<string>(l, 'naa', here)?.toLowerCase();
-      const naaClash = naa !== undefined ? naas.clash(naa, here, l.naa !== undefined) : undefined;
-      if (naaClash) found.push({ path: [...here, 'naa'], message: `${quote(naa!)} is already used by ${formatPath(naaClash)}; NAA identifiers must be unique` });
+      unique(naas, naa, here, 'naa', found, (other) => `${quote(naa!)} is already used by ${other}; NAA identifiers must be unique`, l.naa !== undefined);
     });
 
     const initiators = new FirstUse<string>();
@@ -177,8 +179,7 @@ function checkTargets(raw: Obj, valid: ValidFields, baseDir: string, found: Issu
       if (!isObj(a)) return;
       const here: PropertyKey[] = [...target, 'acl', ai];
       const name = valid.get<string>(a, 'initiator', here);
-      const nameClash = name !== undefined ? initiators.clash(name, here) : undefined;
-      if (nameClash) found.push({ path: [...here, 'initiator'], message: `${quote(name!)} is listed twice (also ${formatPath(nameClash)}); merge the entries` });
+      unique(initiators, name, here, 'initiator', found, (other) => `${quote(name!)} is listed twice (also ${other}); merge the entries`);
       if (isObj(a.chap)) checkChap(a.chap, [...here, 'chap'], found);
     });
   });

@@ -11,7 +11,7 @@ import { LoginHandler, type LoginContext } from './login.js';
 import type { Session } from './session.js';
 import { snAdd } from './serial.js';
 import { CommandPath } from './command-path.js';
-import { ConnectionLiveness } from './liveness.js';
+import { answerNopOut, ConnectionLiveness } from './liveness.js';
 import { ParkedCommands } from './parked-commands.js';
 import { handleTaskManagement } from './task-management.js';
 import { TextExchange } from './text-exchange.js';
@@ -437,7 +437,7 @@ export class Connection {
         phase.commands.onCommand(pdu);
         return;
       case Opcode.NopOut:
-        this.onNopOut(pdu);
+        answerNopOut(pdu, phase.port, this.liveness);
         return;
       case Opcode.TaskMgmtRequest: {
         const target = phase.session.target;
@@ -451,22 +451,6 @@ export class Connection {
         void this.onLogout(phase, pdu);
         return;
     }
-  }
-
-  /** §11.18 / §11.19. */
-  private onNopOut(pdu: Pdu): void {
-    if (pdu.itt === RESERVED_TAG) {
-      // Answer to our ping (TTT echoed) or a bare ExpStatSN update: no reply.
-      if (pdu.targetTransferTag !== RESERVED_TAG) this.liveness.pingAnswered();
-      return;
-    }
-    if (pdu.targetTransferTag !== RESERVED_TAG) {
-      this.reject(RejectReason.InvalidPduField, pdu.bhs, 'NOP-Out with ITT and TTT both set');
-      return;
-    }
-    const h = nopInHeader(pdu.itt, RESERVED_TAG, pdu.lunField);
-    // The ping data is echoed back (RFC 7143 §11.19, Ping Data).
-    this.send(h, pdu.data.length > 0 ? Buffer.from(pdu.data) : undefined, true);
   }
 
   /** §11.14 / §11.15: close the session or this connection once its tasks have finished. */

@@ -41,19 +41,15 @@ export interface CommandFields {
   readonly isWrite: boolean;
 }
 
+// The Command PDU's fields are the task's own (declaration merging with the class below).
+export interface IscsiTask extends CommandFields {}
+
 /**
  * One SCSI command in flight on a session: the transport's side of a SCSI `Task` — its tag, its
  * write data as it arrives (immediate data, unsolicited Data-Out up to FirstBurstLength, then
  * solicited Data-Out per R2T) and the memory it holds. RFC 7143 §11.3, §11.7, §11.8.
  */
-export class IscsiTask implements CommandFields {
-  readonly itt: number;
-  readonly cmdSN: number;
-  readonly immediate: boolean;
-  readonly lunField: Buffer;
-  readonly edtl: number;
-  readonly isRead: boolean;
-  readonly isWrite: boolean;
+export class IscsiTask {
   write: WriteData = NO_WRITE_DATA;
   /** Write bytes received so far. */
   received = 0;
@@ -79,13 +75,7 @@ export class IscsiTask implements CommandFields {
     /** The command in the device's task set. */
     readonly scsi: Task,
   ) {
-    this.itt = fields.itt;
-    this.cmdSN = fields.cmdSN;
-    this.immediate = fields.immediate;
-    this.lunField = fields.lunField;
-    this.edtl = fields.edtl;
-    this.isRead = fields.isRead;
-    this.isWrite = fields.isWrite;
+    Object.assign(this, fields);
   }
 
   get lun(): number {

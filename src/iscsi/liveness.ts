@@ -1,6 +1,10 @@
 import type { Socket } from 'node:net';
 import type { IscsiSettings } from '../config/types.js';
+import { RejectReason, RESERVED_TAG } from '../pdu/opcodes.js';
+import type { Pdu } from '../pdu/pdu.js';
+import { nopInHeader } from '../pdu/target-pdus.js';
 import { OutputWatch } from './output-watch.js';
+import type { SessionPort } from './session-port.js';
 
 /** What a connection's liveness checks act through. */
 export interface LivenessHost {
@@ -88,4 +92,19 @@ export class ConnectionLiveness {
     }
     this.schedulePing();
   }
+}
+
+/** NOP-Out (RFC 7143 §11.18 / §11.19): an answer to our ping, or a ping to echo with its data. */
+export function answerNopOut(pdu: Pdu, port: Pick<SessionPort, 'send' | 'reject'>, liveness: ConnectionLiveness): void {
+  if (pdu.itt === RESERVED_TAG) {
+    // Answer to our ping (TTT echoed) or a bare ExpStatSN update: no reply.
+    if (pdu.targetTransferTag !== RESERVED_TAG) liveness.pingAnswered();
+    return;
+  }
+  if (pdu.targetTransferTag !== RESERVED_TAG) {
+    port.reject(RejectReason.InvalidPduField, pdu.bhs, 'NOP-Out with ITT and TTT both set');
+    return;
+  }
+  // The ping data is echoed back (§11.19, Ping Data).
+  port.send(nopInHeader(pdu.itt, RESERVED_TAG, pdu.lunField), pdu.data.length > 0 ? Buffer.from(pdu.data) : undefined, true);
 }
