@@ -37,6 +37,28 @@ function parsePaths(out: string): PathRow[] {
     .map(([dev, dm, chk]) => ({ dev: dev!, dm: dm!, chk: chk! }));
 }
 
+/** What `multipath_json` (lib/steps.sh) prints. */
+interface MultipathJson {
+  maps: Array<{ name: string; wwid: string; dm: string; vendor: string; product: string; size: string; features: string; hwhandler: string;
+    groups: Array<{ group: number; policy: string; prio: number | null; status: string; paths: Array<Record<string, string>> }> }>;
+  paths: Array<{ dev: string; map: string; group: number; groupPrio: number | null; groupStatus: string; dm: string; checker: string;
+    state: string; dhState: string; accessState: string }>;
+}
+
+/** What `alua_report` (lib/steps.sh) prints. */
+interface AluaReport {
+  module: boolean;
+  disks: Array<{
+    dev: string;
+    inquiry: { type: number; tpgs: number; vendor: string; product: string };
+    vpd83: { designators: Array<{ assoc: string; typeName: string; value: string; relPort?: number; tpg?: number }>; text: string };
+    rtpg: { ok: boolean; groups?: Array<{ id: number; stateName: string; ports: number[] }>; error?: string };
+    dhState: string;
+    accessState: string;
+  }>;
+  multipath: MultipathJson;
+}
+
 describe.skipIf(pre.skip)('scenario 5: multipath through three portals, a path down mid-I/O and back', () => {
   let t: TargetHandle;
   let vm: Vm;
@@ -107,6 +129,48 @@ describe.skipIf(pre.skip)('scenario 5: multipath through three portals, a path d
     for (const d of devs) expect(ll).toMatch(new RegExp(`${d.dev.slice(5)}\\s+\\d+:\\d+\\s+active ready running`));
   });
 
+  test('ALUA plumbing: scsi_dh_alua loads, every path has a device-handler state, the helpers describe the paths', async () => {
+    // The generic kernel has the SCSI device handlers (the cloud kernel has none). The handler
+    // attaches by itself to a disk whose INQUIRY reports TPGS != 0; until the target reports
+    // TPGS, only the module and the sysfs attribute are asserted, plus consistency.
+    const mod = await vm.sh('modprobe scsi_dh_alua && grep -qw "^scsi_dh_alua" /proc/modules', { name: 'modprobe scsi_dh_alua' });
+    expect(mod.code, describeStep('modprobe scsi_dh_alua', mod)).toBe(0);
+    const r = await vm.json<AluaReport>('alua_report', { name: 'alua_report', timeoutS: 120 });
+    expect(r._step.code, describeStep('alua_report', r._step)).toBe(0);
+    expect(r.module).toBe(true);
+    expect(r.disks.map((d) => d.dev).sort()).toEqual(devs.map((d) => d.dev).sort());
+    const tpgs = r.disks[0]!.inquiry.tpgs;
+    for (const [i, d] of r.disks.entries()) {
+      expect(d.inquiry, describeStep(`disk ${i}`, r._step)).toMatchObject({ type: 0, vendor: 'GLFS', product: 'glfs-target', tpgs });
+      expect(d.dhState, `${d.dev} dh_state`).toBe(tpgs ? 'alua' : 'detached');
+      // VPD 0x83: the LU's NAA is the map's WWID, the target device's SCSI name is the IQN;
+      // target port designators, where reported, name the TPG of the portal this path uses.
+      const des = d.vpd83.designators;
+      const msg = JSON.stringify(d.vpd83);
+      expect(des.find((x) => x.assoc === 'lu' && x.typeName === 'naa')?.value, msg).toBe(wwid.slice(1));
+      expect(des.find((x) => x.assoc === 'device' && x.typeName === 'scsiname')?.value, msg).toBe(IQN);
+      const tpgt = devs.findIndex((x) => x.dev === d.dev) + 1;
+      const rel = des.find((x) => x.assoc === 'port' && x.typeName === 'relport');
+      if (rel) expect(rel.relPort, msg).toBe(tpgt);
+      const tpg = des.find((x) => x.assoc === 'port' && x.typeName === 'tpg');
+      if (tpg) expect(tpg.tpg, msg).toBe(tpgt);
+      expect(d.vpd83.text).toMatch(/Device Identification/i);
+      // REPORT TARGET PORT GROUPS answers only where TPGS says it is supported.
+      if (tpgs) expect(d.rtpg.ok, JSON.stringify(d.rtpg)).toBe(true);
+      if (d.rtpg.ok) expect(d.rtpg.groups!.length).toBeGreaterThan(0);
+    }
+    // multipath -ll read back as JSON agrees with multipathd's own path table.
+    const mp = r.multipath;
+    expect(mp.maps.map((m) => m.wwid)).toEqual([wwid]);
+    expect(mp.maps[0]).toMatchObject({ name: wwid, vendor: 'GLFS', product: 'glfs-target', size: '512M', hwhandler: tpgs ? '1 alua' : '0' });
+    expect(mp.maps[0]!.groups).toHaveLength(1); // multibus: one group, all paths in it
+    expect(mp.paths.map((p) => p.dev).sort()).toEqual(devs.map((d) => d.dev.slice(5)).sort());
+    const table = await vm.sh(`multipathd show paths format '%d %t %T'`);
+    for (const row of parsePaths(table.out)) {
+      expect(mp.paths.find((p) => p.dev === row.dev), describeStep('paths', table)).toMatchObject({ dm: row.dm, checker: row.chk, group: 1, map: wwid });
+    }
+  });
+
   test('a path goes down mid-I/O: fio continues and verifies; the path comes back', async () => {
     const map = `/dev/mapper/${wwid}`;
     const fio = ['fio', '--name=mp', `--filename=${map}`, '--direct=1', '--ioengine=libaio', '--rw=randwrite', '--bs=4k',
@@ -127,6 +191,9 @@ describe.skipIf(pre.skip)('scenario 5: multipath through three portals, a path d
     expect(rows.find((p) => p.dev === down.dev.slice(5))?.dm, describeStep('path failed', failed)).toBe('failed');
     expect(rows.filter((p) => p.dm === 'active')).toHaveLength(2);
     recordTiming('s5-path-failed-after', Date.now() - cutAt);
+    const mpDown = await vm.json<MultipathJson>('multipath_json', { name: 'multipath_json (path down)' });
+    expect(mpDown.paths.find((p) => p.dev === down.dev.slice(5))?.dm, describeStep('multipath_json', mpDown._step)).toBe('failed');
+    expect(mpDown.paths.filter((p) => p.dm === 'active')).toHaveLength(2);
 
     // I/O continues on the remaining paths while the path is down.
     const w1 = await vm.sh(`awk '{print $5}' /sys/block/$(basename $(readlink -f ${map}))/stat`);
@@ -157,5 +224,17 @@ describe.skipIf(pre.skip)('scenario 5: multipath through three portals, a path d
   test('logout of all paths removes the map', async () => {
     const r = await vm.sh(`multipath -F; iscsiadm -m node -T ${IQN} --logout >/dev/null && udevadm settle -t 10 && sleep 1 && multipath -ll | grep -c ${wwid} || true`, { timeoutS: 120 });
     expect(r.out.trim()).toBe('0');
+  });
+
+  test('multipath_conf_glfs: multipath-tools reads the gluster-block device section for GLFS/glfs-target', async () => {
+    // The multi-node scenarios use this configuration (ALUA priorities, failover groups); here
+    // only that multipath-tools parses it as written: this target reports no ALUA yet.
+    const r = await vm.json<{ conf: string; device: Record<string, string> | null }>('multipath_conf_glfs 120', { name: 'multipath_conf_glfs' });
+    expect(r._step.code, describeStep('multipath_conf_glfs', r._step)).toBe(0);
+    expect(r.device, r.conf).toMatchObject({
+      vendor: 'GLFS', product: 'glfs-target', path_grouping_policy: 'failover', path_selector: 'round-robin 0',
+      failback: 'immediate', path_checker: 'tur', prio: 'alua', hardware_handler: '1 alua', no_path_retry: '120',
+      detect_prio: 'no', detect_checker: 'no',
+    });
   });
 });
