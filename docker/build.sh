@@ -7,7 +7,10 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
-MIRROR="${GLFS_VM_MIRROR:-http://deb.debian.org/debian}"
+# The Debian mirror this machine's apt uses (GLFS_VM_MIRROR overrides); no host is named here.
+. "$REPO/test/vm/lib/apt-mirror.sh"
+MIRROR="${GLFS_VM_MIRROR:-$(apt_mirror bookworm)}"
+[ -n "$MIRROR" ] || { echo "docker/build.sh: no 'deb' source for bookworm in apt's sources; set GLFS_VM_MIRROR" >&2; exit 2; }
 BASE=glfs-target/debian-base:bookworm
 t0=$(date +%s.%N)
 ts() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }

@@ -45,32 +45,8 @@ MODULES=(virtio_pci virtio_net virtio_console virtio_rng iscsi_tcp libiscsi_tcp 
   sd_mod sg dm_mod dm_multipath dm_round_robin dm_service_time dm_queue_length scsi_dh_alua xfs ext4
   crc32c_generic crc32c_intel libcrc32c crc32_pclmul crct10dif_pclmul)
 
-# apt_mirror SUITE: the URI of the first enabled "deb" source for SUITE in apt's configuration.
-apt_mirror() {
-  local suite=$1 f
-  local -a files=()
-  [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-  for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do [ -f "$f" ] && files+=("$f"); done
-  [ ${#files[@]} -gt 0 ] || return 1
-  for f in "${files[@]}"; do
-    case "$f" in
-      *.sources)
-        # deb822: blank-line separated stanzas of "Key: value" fields.
-        awk -v suite="$suite" '
-          function flush() { if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && enabled != "no" && uri != "") { print uri; found = 1; exit } types = suites = uri = ""; enabled = "yes" }
-          BEGIN { enabled = "yes" }
-          /^[ \t]*#/ { next }
-          /^[ \t]*$/ { flush(); next }
-          { k = tolower($1); sub(/:$/, "", k); v = $0; sub(/^[^:]*:[ \t]*/, "", v)
-            if (k == "types") types = v; else if (k == "suites") suites = v; else if (k == "enabled") enabled = tolower(v)
-            else if (k == "uris") { split(v, u, /[ \t]+/); uri = u[1] } }
-          END { if (!found) flush() }' "$f" ;;
-      *)
-        # One-line format: deb [options] URI SUITE COMPONENT...
-        awk -v suite="$suite" '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ } if ($(i + 1) == suite) { print $i; exit } }' "$f" ;;
-    esac
-  done | head -1 | grep .
-}
+# apt_mirror: shared with docker/build.sh.
+. "$HERE/lib/apt-mirror.sh"
 MIRROR="${GLFS_VM_MIRROR:-}"
 if [ -z "$MIRROR" ]; then
   MIRROR="$(apt_mirror "$SUITE")" || { echo "build-image: no 'deb' source for $SUITE in apt's sources; set GLFS_VM_MIRROR" >&2; exit 2; }
