@@ -1,0 +1,189 @@
+/**
+ * The kernel initiator against the seed's topology with one IQN: three glfs-target nodes over
+ * three gluster clients of one replica-3 volume, open-iscsi in the VM logged into all three
+ * (`discovery -t st -p NodeN` per node), dm-multipath configured as gluster-block recommends
+ * (failover groups, prio alua, hardware_handler "1 alua", tur, failback immediate,
+ * no_path_retry). Asserts one WWID and one map whose active group is the owner's path, the
+ * ALUA device handler attached with the states RTPG reports (1 active/optimized, 2 standby,
+ * the same through every path), then fio with crc32c verification on XFS on the map while the
+ * owner is SIGKILLed: no I/O error, every block verified; the killed node restarts as standby.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { freePort, sleep, startGlfsTarget, type TargetHandle } from '../e2e/harness.js';
+import { Vm, describeStep, portalIp, recordTiming, vmPrereqs } from '../vm/vm.js';
+import { byPath, discover, parseFio, startIscsid, waitDevice, type DevInfo } from '../vm/scenarios.js';
+import { GlusterVolume, glusterMissing } from './gluster.js';
+
+const pre = vmPrereqs(glusterMissing());
+const IQN = 'iqn.2016-06.org.gluster:app-store';
+const MiB = 1024 * 1024;
+
+interface AluaDisk {
+  dev: string;
+  inquiry: { tpgs: number };
+  rtpg: { ok: boolean; groups?: Array<{ id: number; stateName: string; ports: number[] }> };
+  vpd83: { designators: Array<{ assoc: string; typeName: string; value: string; relPort?: number; tpg?: number }> };
+  dhState: string;
+  accessState: string;
+}
+interface AluaReport {
+  module: boolean;
+  disks: AluaDisk[];
+  multipath: { maps: Array<{ wwid: string; hwhandler: string; groups: Array<{ prio: number | null; status: string; paths: Array<Record<string, string>> }> }> };
+}
+
+describe.skipIf(pre.skip)('multi-node serving to the kernel initiator: ALUA, dm-multipath, owner killed mid-fio', () => {
+  let vol: GlusterVolume;
+  let vm: Vm;
+  const mounts: string[] = [];
+  const ports: number[] = [];
+  const portals: string[] = [];
+  const nodes: Array<TargetHandle | undefined> = [];
+  const devs: DevInfo[] = [];
+  let wwid = '';
+  /** Index of the owning node (node2 started first). */
+  let owner = 1;
+  const t0 = Date.now();
+
+  const start = (i: number) => startGlfsTarget({
+    iqn: IQN,
+    portals: [{ address: `127.0.0.1:${ports[i]}`, advertise: portals[i]! }],
+    luns: [{ size: '512M', path: join(mounts[i]!, 'app-store.img') }],
+    env: { GLFS_TARGET_NODE: `node${i + 1}` },
+    startTimeoutMs: 60_000,
+  });
+
+  beforeAll(async () => {
+    pre.assert();
+    vol = await GlusterVolume.create(`glfs-mnvm-${process.pid}`);
+    for (const [k, v] of [['client.strict-locks', 'on'], ['network.ping-timeout', '10']]) await vol.cli('volume', 'set', vol.name, k!, v!);
+    mounts.push(vol.mount);
+    for (const i of [2, 3]) {
+      const m = join(vol.dir, `mnt${i}`);
+      await vol.mountClient(m);
+      mounts.push(m);
+    }
+    for (let i = 0; i < 3; i++) {
+      const p = await freePort();
+      ports.push(p);
+      portals.push(`${portalIp(i)}:${p}`);
+    }
+    nodes[1] = await start(1); // node2 first: it owns the LUN
+    nodes[0] = await start(0);
+    nodes[2] = await start(2);
+    vm = await Vm.boot({ name: 'mn-alua', portals: ports.map((port) => ({ port })) });
+    // Fail a dead path fast so dm-multipath moves on (the initiator side of a failover).
+    await startIscsid(vm, 'iqn.1994-05.com.redhat:vm-multinode', {
+      'node.session.timeo.replacement_timeout': 5,
+      'node.conn[0].timeo.noop_out_interval': 2,
+      'node.conn[0].timeo.noop_out_timeout': 3,
+    });
+    const conf = await vm.json<{ device: Record<string, string> | null }>('multipath_conf_glfs 120 2', { name: 'multipath.conf (gluster-block)' });
+    expect(conf._step.code, describeStep('multipath_conf_glfs', conf._step)).toBe(0);
+    expect(conf.device, 'multipath-tools read our device section').not.toBeNull();
+  }, 600_000);
+
+  afterAll(async () => {
+    recordTiming('multi-node-vm', Date.now() - t0, { bootMs: vm?.bootMs, accel: vm?.accel });
+    await vm?.stop();
+    for (const n of nodes) await n?.stop().catch(() => undefined);
+    await vol?.stop();
+  }, 180_000);
+
+  test('discovery on each node and login to all three: three disks, one WWID', async () => {
+    // As on a multipath host: the ALUA handler and multipathd are there before the first login,
+    // so no partition scan reads through a standby path.
+    const mp = await vm.sh('modprobe scsi_dh_alua && modprobe dm_multipath && multipathd', { name: 'scsi_dh_alua + multipathd' });
+    expect(mp.code, describeStep('scsi_dh_alua + multipathd', mp)).toBe(0);
+    for (const p of portals) await discover(vm, p, IQN);
+    const r = await vm.sh(`iscsiadm -m node -T ${IQN} --login`, { timeoutS: 180 });
+    expect(r.code, describeStep('login all', r)).toBe(0);
+    for (const p of portals) devs.push(await waitDevice(vm, byPath(p, IQN), 512 * MiB));
+    const ids = await vm.sh(devs.map((d) => `/lib/udev/scsi_id -g -u ${d.dev}`).join('; '));
+    const wwids = ids.out.trim().split('\n');
+    expect(new Set(wwids).size, ids.out).toBe(1);
+    wwid = wwids[0]!;
+    expect(wwid).toMatch(/^36[0-9a-f]{31}$/);
+  }, 300_000);
+
+  test('ALUA: the device handler is attached, RTPG is the same through every path (1 active/optimized + 2 standby), one map whose active group is the owner', async () => {
+    const r = await vm.sh(`for i in $(seq 1 120); do [ -b /dev/mapper/${wwid} ] && [ "$(multipathd show paths format '%d' | grep -c '^sd')" = 3 ] && break; sleep 0.5; done`, { timeoutS: 120 });
+    expect(r.code, describeStep('multipathd', r)).toBe(0);
+    await sleep(5000); // a few checker rounds: path priorities settle
+    const a = await vm.json<AluaReport>('alua_report', { name: 'alua_report', timeoutS: 120 });
+    expect(a._step.code, describeStep('alua_report', a._step)).toBe(0);
+    expect(a.module).toBe(true);
+    expect(a.disks).toHaveLength(3);
+    const rtpgs = a.disks.map((d) => JSON.stringify(d.rtpg.groups?.map((g) => [g.id, g.stateName, g.ports])));
+    expect(new Set(rtpgs).size, rtpgs.join('\n')).toBe(1);
+    const groups = a.disks[0]!.rtpg.groups!;
+    expect(groups.map((g) => g.stateName).sort(), JSON.stringify(groups)).toEqual(['active/optimized', 'standby', 'standby']);
+    for (const d of a.disks) {
+      expect(d.inquiry.tpgs).toBe(3);
+      expect(d.dhState, d.dev).toBe('alua');
+      const tpg = d.vpd83.designators.find((x) => x.assoc === 'port' && x.typeName === 'tpg')?.tpg;
+      const state = groups.find((g) => g.id === tpg)?.stateName;
+      expect(d.accessState.replace('-', '/'), `${d.dev}: kernel view vs RTPG`).toBe(state);
+    }
+    // The map's active path group is the path whose port group is active/optimized, and that is
+    // node2's, which started first and owns the LUN.
+    const aoDisk = a.disks.find((d) => /active.optimized/.test(d.accessState))!;
+    const map = a.multipath.maps.find((m) => m.wwid === wwid)!;
+    expect(map.hwhandler).toMatch(/alua/);
+    const active = map.groups.find((g) => g.status === 'active');
+    expect(active?.paths.map((p) => p.dev), JSON.stringify(map.groups)).toEqual([aoDisk.dev.replace('/dev/', '')]);
+    owner = devs.findIndex((d) => d.dev === aoDisk.dev);
+    // Explicit ALUA: the host's handler may have moved the LU with SET TARGET PORT GROUPS when
+    // multipathd first activated a path group; it must have settled, not ping-ponged.
+    const record = JSON.parse(readFileSync(join(mounts[0]!, 'app-store.img.glfs-target', 'owner.json'), 'utf8')) as { node: string; epoch: number };
+    expect(record.node).toBe(`node${owner + 1}`);
+    expect(record.epoch, 'ownership moves during login and map setup').toBeLessThanOrEqual(3);
+    recordTiming('multi-node-vm-owner-after-setup', 0, { node: record.node, epoch: record.epoch });
+  }, 300_000);
+
+  test('XFS on the map, fio with crc32c verification; the owner SIGKILLed mid-I/O: no I/O error, every block verified', async () => {
+    const map = `/dev/mapper/${wwid}`;
+    const mk = await vm.sh(`mkfs.xfs -f ${map} >/dev/null && mkdir -p /mnt/mn && mount ${map} /mnt/mn && dmesg -C`, { timeoutS: 180 });
+    expect(mk.code, describeStep('mkfs.xfs + mount', mk)).toBe(0);
+    const fio = ['fio', '--name=mn', '--directory=/mnt/mn', '--direct=1', '--ioengine=libaio', '--rw=randwrite', '--bs=4k',
+      '--iodepth=8', '--size=24M', '--fsync=32', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--randseed=77',
+      '--output-format=json', '--output=/run/fiomn.json'].join(' ');
+    expect((await vm.sh(`setsid ${fio} >/run/fiomn.log 2>&1 </dev/null & echo ok`)).code).toBe(0);
+    await sleep(6000);
+    expect((await vm.sh('pidof fio')).code, 'fio still running when the owner dies').toBe(0);
+    const killedAt = Date.now();
+    await nodes[owner]!.kill('SIGKILL');
+    const done = await vm.sh('for i in $(seq 1 1200); do pidof fio >/dev/null || exit 0; sleep 0.5; done; exit 1', { timeoutS: 700 });
+    expect(done.code, 'fio finished').toBe(0);
+    recordTiming('multi-node-vm-fio-after-kill', Date.now() - killedAt);
+    const out = await vm.sh('cat /run/fiomn.json; cat /run/fiomn.log >&2');
+    const f = parseFio(out.out, out.err, 0);
+    expect(f.error, `${out.err}\n${out.out.slice(0, 3000)}`).toBe(0);
+    expect(f.writeBytes).toBe(24 * MiB);
+    expect(f.readBytes).toBe(24 * MiB);
+    // The dead path's sd device logs its failed commands (dm-multipath retries them on another
+    // path); nothing above it — the map, the file system — may see an error.
+    const dm = (await vm.sh(`basename $(readlink -f ${map})`)).out.trim();
+    const k = await vm.sh('dmesg');
+    const above = k.out.split('\n').filter((l) => !/I\/O error, dev sd[a-z]+,/.test(l));
+    expect(above.join('\n'), 'kernel log above the paths').not.toMatch(new RegExp(`I/O error|Buffer I/O error|critical medium error|XFS.*(corrupt|error)|${dm}.*error`, 'i'));
+    const um = await vm.sh('umount /mnt/mn && xfs_repair -n ' + map, { timeoutS: 180 });
+    expect(um.code, describeStep('umount + xfs_repair -n', um)).toBe(0);
+  }, 900_000);
+
+  test('the killed node restarts and rejoins as standby; RTPG still shows one active/optimized group', async () => {
+    await nodes[owner]!.restart();
+    let groups: Array<{ id: number; stateName: string }> = [];
+    for (let i = 0; i < 60; i++) {
+      const a = await vm.json<AluaReport>('alua_report', { name: 'alua_report (after restart)', timeoutS: 120 });
+      groups = a.disks.find((d) => d.rtpg.ok)?.rtpg.groups ?? [];
+      if (groups.length === 3 && groups.filter((g) => g.stateName === 'standby').length === 2) break;
+      await sleep(2000);
+    }
+    expect(groups.map((g) => g.stateName).sort(), JSON.stringify(groups)).toEqual(['active/optimized', 'standby', 'standby']);
+    const lo = await vm.sh(`iscsiadm -m node -T ${IQN} --logout`, { timeoutS: 120 });
+    expect(lo.code, describeStep('logout', lo)).toBe(0);
+  }, 300_000);
+});
