@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import type { BackendExtent, BlockBackend } from './block-backend.js';
 import { flock, isLockHeld, readFileIfExists, replaceFile } from './atomic-file.js';
+import { LostWriteLatch } from './lost-write.js';
 import { RequestMerger } from './request-merger.js';
 
 /** The part of fs-ext (CommonJS, no bundled types) this module uses. */
@@ -90,6 +91,8 @@ export class FileBackend implements BlockBackend {
   private canPunch = true;
   /** Cleared when the file system refuses SEEK_DATA/SEEK_HOLE; everything then reads as mapped. */
   private canSeekHoles = true;
+  /** Set by the first failed write or flush: no later flush or durable write succeeds (lost-write.ts). */
+  private readonly lostWrite: LostWriteLatch;
 
   private constructor(
     path: string,
@@ -103,6 +106,7 @@ export class FileBackend implements BlockBackend {
   ) {
     this.allocationUnit = allocationUnit;
     this.description = path;
+    this.lostWrite = new LostWriteLatch(path);
     this.fd = fd;
     this.sizeBytes = sizeBytes;
     this.fileSizeBytes = fileSizeBytes;
@@ -200,8 +204,11 @@ export class FileBackend implements BlockBackend {
     const bufs = (Buffer.isBuffer(data) ? [data] : data).filter((b) => b.length > 0);
     let bytes = 0;
     for (const b of bufs) bytes += b.length;
-    if (bytes === 0) return durable ? pFdatasync(this.fd) : Promise.resolve();
-    return this.writes.submit(offset, bufs, bytes, durable);
+    if (bytes === 0) return durable ? this.flush() : Promise.resolve();
+    // A plain write (WCE = 1) still goes to the file after a lost write; its durability is only
+    // ever promised by a flush, which the latch refuses.
+    if (!durable) return this.lostWrite.watch(this.writes.submit(offset, bufs, bytes, false));
+    return this.lostWrite.guard(() => this.writes.submit(offset, bufs, bytes, true));
   }
 
   /** pread(2) until `buf` is full; zeros past the end of the file. */
@@ -241,15 +248,20 @@ export class FileBackend implements BlockBackend {
         rest = dropBytes(rest, n);
         if (rest.length > 0) return writeSome(fd, rest, pos, step);
         if (!durable) return resolve();
+        // Another request may have lost a write since this one was submitted: then this
+        // fdatasync could return 0 with the data gone (the error is reported once).
+        if (this.lostWrite.error) return reject(this.lostWrite.error);
         fs.fdatasync(fd, (e) => (e ? reject(e) : resolve()));
       };
       writeSome(fd, rest, pos, step);
     });
   }
 
+  /** fdatasync(2); after a lost write, the latched error (lost-write.ts). */
   flush(): Promise<void> {
-    if (this.fd < 0) return Promise.reject(closedError(this.description));
-    return pFdatasync(this.fd);
+    const fd = this.fd;
+    if (fd < 0) return Promise.reject(closedError(this.description));
+    return this.lostWrite.guard(() => pFdatasync(fd));
   }
 
   /**
@@ -276,7 +288,7 @@ export class FileBackend implements BlockBackend {
         await this.write(n === zeros.length ? zeros : zeros.subarray(0, n), offset + done, false);
       }
     }
-    if (durable) await pFdatasync(fd);
+    if (durable) await this.flush();
   }
 
   /** SEEK_DATA / SEEK_HOLE from `offset` (lseek on the thread pool; reads and writes are positional, so the file offset it moves is unused). */

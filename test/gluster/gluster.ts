@@ -29,6 +29,11 @@ async function ok(p: Promise<RunResult>): Promise<RunResult> {
 
 export interface BrickStatus { path: string; pid: number; online: boolean; }
 
+export interface VolumeOptions {
+  /** Put each brick on a tmpfs of this many MiB (a volume that fills up; no loop device needed). */
+  brickMiB?: number;
+}
+
 export class GlusterVolume {
   readonly bricks: string[];
   readonly mount: string;
@@ -47,12 +52,15 @@ export class GlusterVolume {
    * Starts glusterd (in the namespace, private working dir), creates and starts a replica-3 volume
    * from three bricks on this host (force: same host, root partition), FUSE-mounts it.
    */
-  static async create(name = `glfs-e2e-${process.pid}`): Promise<GlusterVolume> {
+  static async create(name = `glfs-e2e-${process.pid}`, opts: VolumeOptions = {}): Promise<GlusterVolume> {
     const dir = join(BASE, name);
     await GlusterVolume.teardownAll();
     mkdirSync(dir, { recursive: true });
     const v = new GlusterVolume(name, dir);
-    for (const b of v.bricks) mkdirSync(b, { recursive: true });
+    for (const b of v.bricks) {
+      mkdirSync(b, { recursive: true });
+      if (opts.brickMiB !== undefined) await ok(run('mount', ['-t', 'tmpfs', '-o', `size=${opts.brickMiB}m`, 'tmpfs', b]));
+    }
     mkdirSync(v.mount, { recursive: true });
 
     // Namespace with one address on its loopback device.
@@ -187,6 +195,9 @@ export class GlusterVolume {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
     if (nsPids.length) await sleep(500);
+    // Small bricks (VolumeOptions.brickMiB) are tmpfs mounts: unmount them once their daemons are gone.
+    const tmpfs = (await run('findmnt', ['-rn', '-t', 'tmpfs', '-o', 'TARGET'])).stdout.split('\n').filter((m) => m.startsWith(BASE));
+    for (const m of tmpfs) await run('umount', ['-l', m], { timeout: 30_000 });
     await run('ip', ['netns', 'del', GLUSTER_NS]);
     // Volume definitions from earlier runs live in the private working dir: start clean.
     rmSync(join(BASE, 'glusterd'), { recursive: true, force: true });
