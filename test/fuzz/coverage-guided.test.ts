@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const RUNS = 50_000;
+const RUNS = 100_000;
 
 describe('coverage-guided fuzz targets (short run)', () => {
   for (const name of ['framer', 'text', 'login', 'scsi']) {

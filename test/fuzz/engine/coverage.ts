@@ -97,7 +97,12 @@ export function installRuntime(): void {
           return compare(a, b, operator);
         },
         traceNumberCmp(a: unknown, b: unknown, operator: string): boolean {
-          if (a !== b) { noteNumber(a); noteNumber(b); }
+          if (a !== b) {
+            noteNumber(a);
+            noteNumber(b);
+            // An ordering is crossed one past the constant (libFuzzer tries the neighbours too).
+            if (operator[0] === '<' || operator[0] === '>') for (const n of [a, b]) if (typeof n === 'number') { noteNumber(n + 1); noteNumber(n - 1); }
+          }
           return compare(a, b, operator);
         },
         traceAndReturn(current: unknown, target: unknown): unknown {

@@ -58,7 +58,8 @@ const login = bhs(0x43, 0x87, (b) => { b.writeUInt32BE(1, 16); });
 const loginText = text({ InitiatorName: 'iqn.2024-01.fuzz:i', TargetName: 'iqn.2024-01.fuzz:t', AuthMethod: 'None' });
 const read10 = bhs(0x01, 0xc0, (b) => { b.writeUInt32BE(2, 16); b.writeUInt32BE(4096, 20); b[32] = 0x28; b[40] = 8; });
 const write10 = bhs(0x01, 0xa0, (b) => { b.writeUInt32BE(3, 16); b.writeUInt32BE(512, 20); b[32] = 0x2a; b[40] = 1; });
-const ahs = Buffer.from('0005010000000000000010000000000000000000', 'hex').subarray(0, 8);
+/** An Extended CDB AHS (RFC 7143 §11.2.2.3: AHSLength 5, type 1, reserved, 4 bytes of CDB). */
+const ahs = Buffer.from([0x00, 0x05, 0x01, 0x00, 0x11, 0x22, 0x33, 0x44]);
 
 function seed(flags: number, pdus: Buffer[]): Buffer {
   return Buffer.concat([Buffer.from([flags, 4, 0x12, 0x34]), ...pdus]);

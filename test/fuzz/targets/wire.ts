@@ -7,7 +7,7 @@ export interface WirePdu {
   data?: Buffer;
 }
 
-/** A 48-byte BHS with `opcode`, `flags` and the AHS/data lengths of the given parts. */
+/** A 48-byte BHS with `opcode` and `flags`; `fields` fills in the rest (wireBytes writes the lengths). */
 export function bhs(opcode: number, flags: number, fields: (b: Buffer) => void = () => {}): Buffer {
   const b = Buffer.alloc(48);
   b[0] = opcode;
