@@ -68,8 +68,9 @@ function pSeek(fd: number, offset: number, whence: number): Promise<number> {
  * A LUN backed by a regular file (typically on a GlusterFS FUSE mount), accessed with positional
  * callback-style fs.read/fs.write on a raw fd (cheaper than FileHandle on the hot path).
  *
- * The file is locked with an exclusive flock for the lifetime of the backend so two servers
- * (or two LUN definitions) never serve the same file.
+ * The file is locked with an exclusive flock for the lifetime of the backend, so only one
+ * backend at a time writes it: the lock is what makes a server the owner of a LUN file that
+ * several servers share (src/cluster/shared-lun.ts).
  */
 export class FileBackend implements BlockBackend {
   readonly description: string;

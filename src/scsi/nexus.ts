@@ -44,8 +44,3 @@ export function createNexus(parts: ItNexusParts): ItNexus {
   const targetPort = { ...parts.targetPort, name: parts.targetPort.name.toLowerCase() };
   return { ...parts, initiatorPort, targetPort, id: `${initiatorPort}\u0000${targetPort.name}` };
 }
-
-/** Whether two nexuses share the initiator port (the same initiator through any target port). */
-export function sameInitiatorPort(a: ItNexus, b: ItNexus): boolean {
-  return a.initiatorPort === b.initiatorPort;
-}
