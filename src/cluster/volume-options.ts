@@ -10,9 +10,15 @@ import { resolve } from 'node:path';
  *   write once another node owns the file (the fence).
  * - The client caches off (the gluster-block profile): a node must not read file data or the
  *   other nodes' state files from its own stale cache.
+ * - `performance.write-behind off`: with it on (and its default flush-behind), a client
+ *   acknowledges writes it has not yet sent to the bricks and, when the serving process exits,
+ *   releases the file's lock before sending them — so the next owner can read blocks the old one
+ *   acknowledged as their previous contents (measured: fio verify found zeros after an owner was
+ *   killed), and a killed client loses them altogether.
  */
 export const REQUIRED_VOLUME_OPTIONS: ReadonlyArray<readonly [string, string]> = [
   ['client.strict-locks', 'on'],
+  ['performance.write-behind', 'off'],
   ['performance.quick-read', 'off'],
   ['performance.io-cache', 'off'],
   ['performance.read-ahead', 'off'],
