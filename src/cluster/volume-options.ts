@@ -11,10 +11,9 @@ import { resolve } from 'node:path';
  * - The client caches off (the gluster-block profile): a node must not read file data or the
  *   other nodes' state files from its own stale cache.
  * - `performance.write-behind off`: with it on (and its default flush-behind), a client
- *   acknowledges writes it has not yet sent to the bricks and, when the serving process exits,
- *   releases the file's lock before sending them — so the next owner can read blocks the old one
- *   acknowledged as their previous contents (measured: fio verify found zeros after an owner was
- *   killed), and a killed client loses them altogether.
+ *   acknowledges writes it has not yet sent to the bricks, and a flush returns before they are
+ *   sent, so an exiting owner's lock can be released while its acknowledged writes are still on
+ *   their way; a killed client loses them altogether.
  */
 export const REQUIRED_VOLUME_OPTIONS: ReadonlyArray<readonly [string, string]> = [
   ['client.strict-locks', 'on'],
