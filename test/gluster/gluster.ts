@@ -112,6 +112,24 @@ export class GlusterVolume {
     if (m.stdout.trim() !== 'fuse.glusterfs') throw new Error(`volume not mounted at ${dir}: ${describeRun(m)}`);
   }
 
+  /**
+   * The volume as `nodes` gluster nodes would see it, for multi-node serving: the options
+   * docs/high-availability.md requires (strict locks, no write-behind; a short ping-timeout), and
+   * one FUSE mount — one gluster client — per node (the first is `mount`).
+   */
+  async nodeMounts(nodes: number): Promise<string[]> {
+    for (const [k, v] of [['client.strict-locks', 'on'], ['performance.write-behind', 'off'], ['network.ping-timeout', '10']]) {
+      await ok(this.cli('volume', 'set', this.name, k!, v!));
+    }
+    const mounts = [this.mount];
+    for (let i = 2; i <= nodes; i++) {
+      const m = join(this.dir, `mnt${i}`);
+      await this.mountClient(m);
+      mounts.push(m);
+    }
+    return mounts;
+  }
+
   /** Pid of the glusterfs client process serving the FUSE mount at `dir` (undefined if none). */
   async clientPid(dir: string): Promise<number | undefined> {
     const r = await run('pgrep', ['-f', `glusterfs.*${dir}$`]);

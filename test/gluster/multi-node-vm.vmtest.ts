@@ -65,16 +65,7 @@ describe.skipIf(pre.skip || !enabled)('multi-node serving to the kernel initiato
   beforeAll(async () => {
     pre.assert();
     vol = await GlusterVolume.create(`glfs-mnvm-${process.pid}`);
-    // The options docs/high-availability.md requires.
-    for (const [k, v] of [['client.strict-locks', 'on'], ['performance.write-behind', 'off'], ['network.ping-timeout', '10']]) {
-      await vol.cli('volume', 'set', vol.name, k!, v!);
-    }
-    mounts.push(vol.mount);
-    for (const i of [2, 3]) {
-      const m = join(vol.dir, `mnt${i}`);
-      await vol.mountClient(m);
-      mounts.push(m);
-    }
+    mounts.push(...(await vol.nodeMounts(3)));
     for (let i = 0; i < 3; i++) {
       const p = await freePort();
       ports.push(p);

@@ -156,17 +156,7 @@ describe.skipIf(missing !== '' && !ci)('multi-node serving: one LUN file, three 
   beforeAll(async () => {
     if (missing !== '') throw new Error(`multi-node suite needs: ${missing}`);
     vol = await GlusterVolume.create(`glfs-multi-${process.pid}`);
-    // What docs/high-availability.md asks of the volume: no client-side caching of file data or
-    // metadata between nodes, and no fd reopened without its lock after a reconnect.
-    for (const [k, v] of [['client.strict-locks', 'on'], ['performance.write-behind', 'off'], ['network.ping-timeout', '10']]) {
-      await vol.cli('volume', 'set', vol.name, k!, v!);
-    }
-    mounts.push(vol.mount);
-    for (const i of [2, 3]) {
-      const m = join(vol.dir, `mnt${i}`);
-      await vol.mountClient(m);
-      mounts.push(m);
-    }
+    mounts.push(...(await vol.nodeMounts(3)));
     for (let i = 0; i < 3; i++) ports.push(await freePort());
   }, 240_000);
 
