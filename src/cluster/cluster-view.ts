@@ -65,6 +65,21 @@ export class ClusterView {
     else if (this.handoverSeen?.id !== request.id) this.handoverSeen = { id: request.id, at: now, request };
   }
 
+  /**
+   * Whether the heartbeat of a node that `which` accepts changes within `ms` (its server is
+   * running), reading every `everyMs`. A heartbeat that appears counts as a change.
+   */
+  async heartbeatChanges(which: (node: string) => boolean, ms: number, everyMs: number): Promise<boolean> {
+    const before = new Map(this.peers().map((p) => [p.beat.node, p.beat.seq]));
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, everyMs));
+      await this.refresh();
+      if (this.peers().some((p) => which(p.beat.node) && before.get(p.beat.node) !== p.beat.seq)) return true;
+    }
+    return false;
+  }
+
   peers(): PeerState[] {
     const now = Date.now();
     return [...this.seen.values()].map((s) => ({ beat: s.beat, age: now - s.at }));

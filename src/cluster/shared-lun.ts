@@ -147,34 +147,15 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     }
     const mine = view.peer(node.name);
     if (mine === undefined || mine.beat.pid === process.pid) return;
-    if (await SharedLun.changes(view, node.name, timing)) {
+    if (await view.heartbeatChanges((n) => n === node.name, 2 * timing.pollMs + 200, timing.pollMs / 4)) {
       throw Object.assign(new Error(`${state.lunPath} is in use: already served by this node (${node.name}, pid ${mine.beat.pid}); a node serves a LUN file once`), { code: 'EBUSY' });
     }
-  }
-
-  /** Whether `node`'s heartbeat changes within two poll periods (its server is running). */
-  private static async changes(view: ClusterView, node: string, timing: SharingTiming): Promise<boolean> {
-    const before = view.peer(node)?.beat.seq;
-    const until = Date.now() + 2 * timing.pollMs + 200;
-    while (Date.now() < until) {
-      await new Promise((r) => setTimeout(r, timing.pollMs / 4));
-      await view.refresh();
-      if (view.peer(node)?.beat.seq !== before) return true;
-    }
-    return false;
   }
 
   /** Whether any other server of this file is running (a heartbeat of another node changes within two polls). */
   async othersAlive(): Promise<boolean> {
     await this.view.refresh();
-    const before = new Map(this.view.peers().map((p) => [p.beat.node, p.beat.seq]));
-    const until = Date.now() + 2 * this.timing.pollMs + 200;
-    while (Date.now() < until) {
-      await new Promise((r) => setTimeout(r, this.timing.pollMs / 4));
-      await this.view.refresh();
-      if (this.view.peers().some((p) => p.beat.node !== this.node.name && before.get(p.beat.node) !== p.beat.seq)) return true;
-    }
-    return false;
+    return this.view.heartbeatChanges((n) => n !== this.node.name, 2 * this.timing.pollMs + 200, this.timing.pollMs / 4);
   }
 
   /** Connect the logical unit and start the protocol. */
