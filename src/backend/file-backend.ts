@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import type { BackendExtent, BlockBackend } from './block-backend.js';
 import { flock, isLockHeld, readFileIfExists, replaceFile } from './atomic-file.js';
@@ -28,6 +29,8 @@ const NO_PUNCH = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
 const NO_SEEK_HOLE = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL']);
 /** Largest zero buffer written when punching is not supported. */
 const ZERO_CHUNK = 1024 * 1024;
+/** statfs(2) f_type of a FUSE file system (linux/magic.h), e.g. a GlusterFS mount. */
+const FUSE_SUPER_MAGIC = 0x65735546;
 
 export interface FileBackendOptions {
   path: string;
@@ -37,6 +40,11 @@ export interface FileBackendOptions {
   create?: boolean;
   readOnly: boolean;
   blockSize: number;
+  /**
+   * Open with O_DIRECT: no page cache on this host. Default: on a FUSE mount (gluster), where the
+   * kernel keeps pages of a file across opens and another node's writes do not invalidate them.
+   */
+  directIo?: boolean;
 }
 
 function errnoError(message: string, code: string, cause?: unknown): NodeJS.ErrnoException {
@@ -85,6 +93,8 @@ export class FileBackend implements BlockBackend {
 
   /** File system block size (st_blksize, clamped to [block size, 1 MiB]): the hole granularity. */
   readonly allocationUnit: number;
+  /** Opened with O_DIRECT: every read comes from the volume, none from this host's page cache. */
+  readonly directIo: boolean;
 
   private fd: number;
   private closing?: Promise<void>;
@@ -104,8 +114,10 @@ export class FileBackend implements BlockBackend {
     created: boolean,
     grewFrom: number | undefined,
     allocationUnit: number,
+    directIo: boolean,
   ) {
     this.allocationUnit = allocationUnit;
+    this.directIo = directIo;
     this.description = path;
     this.lostWrite = new LostWriteLatch(path);
     this.fd = fd;
@@ -122,7 +134,10 @@ export class FileBackend implements BlockBackend {
     if (sizeBytes !== undefined && (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0)) {
       throw new Error(`${path}: invalid size ${sizeBytes}`);
     }
-    const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL } = fs.constants;
+    const { O_CREAT, O_EXCL } = fs.constants;
+    const directIo = opts.directIo ?? (await onFuse(path));
+    const O_RDONLY = fs.constants.O_RDONLY | (directIo ? fs.constants.O_DIRECT : 0);
+    const O_RDWR = fs.constants.O_RDWR | (directIo ? fs.constants.O_DIRECT : 0);
 
     let fd: number;
     let created = false;
@@ -174,7 +189,8 @@ export class FileBackend implements BlockBackend {
       if (capacity === 0) {
         throw errnoError(`${path} is smaller than one ${blockSize}-byte block (${fileSize} bytes)`, 'EINVAL');
       }
-      return new FileBackend(path, fd, capacity, fileSize, readOnly, created, grewFrom, allocationUnitOf(st.blksize, blockSize));
+      if (directIo) await probeDirectIo(path, fd, blockSize);
+      return new FileBackend(path, fd, capacity, fileSize, readOnly, created, grewFrom, allocationUnitOf(st.blksize, blockSize), directIo);
     } catch (err) {
       await pClose(fd).catch(() => undefined); // closing the fd also drops the lock
       throw err;
@@ -361,6 +377,26 @@ function allocationUnitOf(blksize: number, blockSize: number): number {
   let unit = blockSize;
   while (unit < blksize && unit < 1024 * 1024) unit *= 2;
   return unit;
+}
+
+/** Whether `path` (or, when it does not exist yet, its directory) is on a FUSE file system. */
+async function onFuse(path: string): Promise<boolean> {
+  const st = await fs.promises.statfs(path).catch(() => fs.promises.statfs(dirname(path)).catch(() => undefined));
+  return st?.type === FUSE_SUPER_MAGIC;
+}
+
+/**
+ * Read the first block with O_DIRECT. Gluster passes O_DIRECT on to its bricks
+ * (performance.strict-o-direct), whose file systems refuse I/O not aligned to their sector size:
+ * a block size below it fails here, with the remedy, rather than on the first READ.
+ */
+async function probeDirectIo(path: string, fd: number, blockSize: number): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => fs.read(fd, Buffer.alloc(blockSize), 0, blockSize, 0, (err) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw fileError(path, 'cannot read', err);
+    throw errnoError(`${path}: the volume refuses ${blockSize}-byte direct I/O (its bricks have larger sectors); serve this LUN with "blockSize": 4096`, 'EINVAL', err);
+  }
 }
 
 function fileError(path: string, what: string, err: unknown): NodeJS.ErrnoException {

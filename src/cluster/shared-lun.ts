@@ -57,8 +57,10 @@ class NotOwnerError extends Error {
  * - when the owner is gone: a standby's lock attempt succeeds;
  * - on SET TARGET PORT GROUPS (explicit): a handover request; the owner drains, flushes, closes;
  * - on media commands at a standby while the owner has been idle (implicit): the same request.
- * A new owner opens the file afresh (no page cache from before) and records a new epoch; an owner
- * that finds a newer epoch recorded, or cannot reach the volume, stops serving at once.
+ * A new owner opens the file afresh — with O_DIRECT on a gluster mount, since the kernel keeps a
+ * FUSE file's pages across opens and would serve what this node read while it last owned the
+ * file — and records a new epoch; an owner that finds a newer epoch recorded, or cannot reach the
+ * volume, stops serving at once.
  *
  * It is the logical unit's BlockBackend (media commands go to the owned file) and its
  * AluaCoordinator (REPORT / SET TARGET PORT GROUPS, implicit transitions).
