@@ -31,6 +31,13 @@ const NO_SEEK_HOLE = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL']);
 const ZERO_CHUNK = 1024 * 1024;
 /** statfs(2) f_type of a FUSE file system (linux/magic.h), e.g. a GlusterFS mount. */
 const FUSE_SUPER_MAGIC = 0x65735546;
+/**
+ * Largest direct read or write issued as one system call. FUSE splits a larger direct I/O into
+ * requests of at most 32 pages; with a buffer that does not start on a page (Node's buffers
+ * don't), a split falls at a byte offset the bricks' O_DIRECT refuses (EINVAL). 31 pages of
+ * contiguous memory always fit in one request, whatever the buffer's address.
+ */
+const DIRECT_IO_CHUNK = 31 * 4096;
 
 export interface FileBackendOptions {
   path: string;
@@ -202,6 +209,7 @@ export class FileBackend implements BlockBackend {
     single: (r) => this.readOne(r.bufs[0]!, r.offset),
     merged: (offset, bufs, bytes) => new Promise((resolve, reject) => {
       if (this.fd < 0) return reject(closedError(this.description));
+      if (this.directIo) return resolve(this.readEach(bufs, offset).then(() => true)); // one contiguous buffer per call
       fs.readv(this.fd, bufs, offset, (err, n) => (err ? reject(err) : resolve(n === bytes)));
     }),
   });
@@ -228,10 +236,21 @@ export class FileBackend implements BlockBackend {
     return this.lostWrite.guard(() => this.writes.submit(offset, bufs, bytes, true));
   }
 
-  /** pread(2) until `buf` is full; zeros past the end of the file. */
+  /** Adjacent buffers from `offset`, each read on its own. */
+  private readEach(bufs: readonly Buffer[], offset: number): Promise<void> {
+    let at = offset;
+    return Promise.all(bufs.map((b) => {
+      const p = this.readOne(b, at);
+      at += b.length;
+      return p;
+    })).then(() => undefined);
+  }
+
+  /** pread(2) until `buf` is full (DIRECT_IO_CHUNK at a time with direct I/O); zeros past the end of the file. */
   private readOne(buf: Buffer, offset: number): Promise<void> {
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError(this.description));
+    const most = this.directIo ? DIRECT_IO_CHUNK : buf.length;
     return new Promise((resolve, reject) => {
       const total = buf.length;
       let done = 0;
@@ -245,9 +264,9 @@ export class FileBackend implements BlockBackend {
         }
         done += n;
         if (done >= total) return resolve();
-        fs.read(fd, buf, done, total - done, offset + done, step);
+        fs.read(fd, buf, done, Math.min(most, total - done), offset + done, step);
       };
-      fs.read(fd, buf, 0, total, offset, step);
+      fs.read(fd, buf, 0, Math.min(most, total), offset, step);
     });
   }
 
@@ -259,18 +278,18 @@ export class FileBackend implements BlockBackend {
       let rest = [...bufs];
       let pos = offset;
       const step = (err: NodeJS.ErrnoException | null, n: number): void => {
-        if (err) return reject(err);
+        if (err) return void outOfSpace(this.description, err, rest).then(reject);
         if (n === 0) return reject(errnoError(`${this.description}: write made no progress`, 'EIO'));
         pos += n;
         rest = dropBytes(rest, n);
-        if (rest.length > 0) return writeSome(fd, rest, pos, step);
+        if (rest.length > 0) return writeSome(fd, this.directIo ? directChunk(rest) : rest, pos, step);
         if (!durable) return resolve();
         // Another request may have lost a write since this one was submitted: then this
         // fdatasync could return 0 with the data gone (the error is reported once).
         if (this.lostWrite.error) return reject(this.lostWrite.error);
         fs.fdatasync(fd, (e) => (e ? reject(e) : resolve()));
       };
-      writeSome(fd, rest, pos, step);
+      writeSome(fd, this.directIo ? directChunk(rest) : rest, pos, step);
     });
   }
 
@@ -362,6 +381,34 @@ export class FileBackend implements BlockBackend {
 function writeSome(fd: number, bufs: Buffer[], position: number, cb: (err: NodeJS.ErrnoException | null, n: number) => void): void {
   if (bufs.length === 1) fs.write(fd, bufs[0]!, 0, bufs[0]!.length, position, cb);
   else fs.writev(fd, bufs, position, cb);
+}
+
+/**
+ * `err`, or ENOSPC when it is an EIO from a file system without room for `unwritten`: gluster
+ * fails a direct write to a full replica volume with EIO, and the initiator must hear "out of
+ * space" (SBC-3 §4.7.3.7), not "medium error".
+ */
+async function outOfSpace(path: string, err: NodeJS.ErrnoException, unwritten: readonly Buffer[]): Promise<NodeJS.ErrnoException> {
+  if (err.code !== 'EIO') return err;
+  const st = await fs.promises.statfs(path).catch(() => undefined);
+  const bytes = unwritten.reduce((n, b) => n + b.length, 0);
+  if (st === undefined || st.bavail * st.bsize >= bytes) return err;
+  return errnoError(`${path}: write failed with no space left on the volume (${err.message})`, 'ENOSPC', err);
+}
+
+/** The first DIRECT_IO_CHUNK bytes of `bufs` as one contiguous buffer (copied only when they span several). */
+function directChunk(bufs: readonly Buffer[]): Buffer[] {
+  const first = bufs[0]!;
+  if (first.length >= DIRECT_IO_CHUNK || bufs.length === 1) return [first.subarray(0, DIRECT_IO_CHUNK)];
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  for (const b of bufs) {
+    if (bytes === DIRECT_IO_CHUNK) break;
+    const part = b.subarray(0, DIRECT_IO_CHUNK - bytes);
+    parts.push(part);
+    bytes += part.length;
+  }
+  return [Buffer.concat(parts, bytes)];
 }
 
 /** `bufs` without its first `n` bytes (views; the list is not modified). */

@@ -84,6 +84,10 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
   private lastStates = new Map<number, AluaState>();
   /** When the volume last answered this server's heartbeat (an owner without it stops serving). */
   private lastProof = Date.now();
+  /** An owner that cannot show it still owns the LU: it serves no media command until the volume answers. */
+  private fenced = false;
+  /** A poll is running (tick). */
+  private polling = false;
   private readonly view: ClusterView;
 
   private constructor(
@@ -172,12 +176,36 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     return this.role === 'owner';
   }
 
+  /**
+   * Poll every pollMs. A poll still waiting for the volume (a hung mount answers nothing, not
+   * even an error) is not started again, but the owner's proof of ownership still ages.
+   */
   private schedule(): void {
     if (this.closed) return;
     this.timer = setTimeout(() => {
-      this.ticking = this.tick().catch((err: unknown) => this.log.warn({ err, path: this.description }, 'LUN sharing: poll failed')).finally(() => this.schedule());
+      this.fenceIfUnproven(undefined);
+      if (!this.polling) {
+        this.polling = true;
+        this.ticking = this.tick()
+          .catch((err: unknown) => this.log.warn({ err, path: this.description }, 'LUN sharing: poll failed'))
+          .finally(() => { this.polling = false; });
+      }
+      this.schedule();
     }, this.timing.pollMs);
     this.timer.unref();
+  }
+
+  /**
+   * An owner whose heartbeat the volume has not taken for half the staleness time cannot show it
+   * still owns the LU: it stops serving (and says so in REPORT TARGET PORT GROUPS) before the
+   * others may take over (staleMs).
+   */
+  private fenceIfUnproven(err: unknown): void {
+    if (this.role !== 'owner' || this.fenced || Date.now() - this.lastProof <= this.timing.staleMs / 2) return;
+    this.log.error({ err, path: this.description }, 'LUN sharing: volume unreachable; not serving media commands until it answers');
+    this.fenced = true;
+    this.unit?.setAccessState('transitioning');
+    this.noticeStateChanges();
   }
 
   private async tick(): Promise<void> {
@@ -186,12 +214,9 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
       await this.view.refresh();
       await this.publish();
       this.lastProof = Date.now();
+      this.fenced = false;
     } catch (err) {
-      // The volume does not answer: an owner that cannot show it still owns the LUN stops serving.
-      if (this.role === 'owner' && Date.now() - this.lastProof > this.timing.staleMs / 2) {
-        this.log.error({ err, path: this.description }, 'LUN sharing: volume unreachable; not serving media commands until it answers');
-        this.unit?.setAccessState('transitioning');
-      }
+      this.fenceIfUnproven(err);
       throw err;
     }
     const version = await this.unit?.refreshReservations();
@@ -249,21 +274,24 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
 
   /** The lock is ours: record a new epoch, load what others committed, serve. */
   private async becomeOwner(file: FileBackend, status: TpgStatus): Promise<void> {
-    const record = await this.state.readJson<OwnerRecord>('owner.json').catch(() => undefined);
-    this.epoch = (record?.epoch ?? 0) + 1;
-    await this.state.writeJson('owner.json', { node: this.node.name, epoch: this.epoch } satisfies OwnerRecord, true);
+    try {
+      const record = await this.state.readJson<OwnerRecord>('owner.json').catch(() => undefined);
+      this.epoch = (record?.epoch ?? 0) + 1;
+      await this.state.writeJson('owner.json', { node: this.node.name, epoch: this.epoch } satisfies OwnerRecord, true);
+      if (this.unit !== undefined) this.prVersion = await this.unit.refreshReservations();
+    } catch (err) {
+      await file.close().catch(() => undefined); // the lock goes back: another node may own the LU
+      throw err;
+    }
+    // Role and access state change together: a command waiting in awaitAccess sees both or neither.
     this.data = file;
     this.role = 'owner';
     this.lastStatus = status;
+    this.unit?.setAccessState('active/optimized');
     // Taken over from another node: not handed back before idleMs (no ping-pong). Owned since
     // start-up and never used: idle from the start, so an initiator without multipath that reached
     // another node first is served there (implicit transition) right away.
     this.lastMediaIo = status === 'none' ? 0 : Date.now();
-    if (this.unit !== undefined) {
-      const version = await this.unit.refreshReservations();
-      this.prVersion = version;
-      this.unit.setAccessState('active/optimized');
-    }
     this.log.info({ path: this.description, node: this.node.name, epoch: this.epoch }, 'LUN sharing: this node owns the LUN (active/optimized)');
     await this.publish().catch(() => undefined);
   }
@@ -321,7 +349,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
       const state: AluaState = !alive ? 'unavailable' : p.beat.role === 'owner' ? 'active/optimized' : p.beat.role === 'transitioning' ? 'transitioning' : 'standby';
       byGroup.set(p.beat.group, { id: p.beat.group, state, relativePortIds: p.beat.relativePortIds, status: 'none' });
     }
-    const mine: AluaState = this.role === 'owner' ? 'active/optimized' : this.role === 'releasing' ? 'transitioning' : 'standby';
+    const mine: AluaState = this.role === 'owner' && !this.fenced ? 'active/optimized' : this.role === 'standby' ? 'standby' : 'transitioning';
     byGroup.set(this.node.group, { id: this.node.group, state: mine, relativePortIds: this.node.relativePortIds, status: this.lastStatus });
     return [...byGroup.values()].sort((a, b) => a.id - b.id);
   }
@@ -410,7 +438,8 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer !== null) clearTimeout(this.timer);
-    await this.ticking.catch(() => undefined);
+    // A poll stuck on a hung mount is not waited for beyond the staleness time.
+    await Promise.race([this.ticking.catch(() => undefined), new Promise((r) => setTimeout(r, this.timing.staleMs).unref())]);
     const file = this.data;
     this.data = null;
     await file?.close();

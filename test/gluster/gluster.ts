@@ -15,16 +15,26 @@ import { describeRun, run, sleep, which, type RunResult } from '../e2e/harness.j
 
 export const GLUSTER_NS = 'glfs-gluster';
 export const GLUSTER_IP = '10.231.77.2';
-export const GLUSTER_TOOLS = ['glusterd', 'gluster', 'glusterfs', 'mount.glusterfs', 'nsenter', 'ip'];
+export const GLUSTER_TOOLS = ['glusterd', 'gluster', 'glusterfs', 'mount.glusterfs', 'nsenter', 'ip', 'iptables'];
+/** Namespaces of gluster clients with a network link of their own (GlusterVolume.mountOverLink). */
+const LINK_NS_PREFIX = 'glfs-node';
 const BASE = process.env.GLFS_GLUSTER_BASE ?? '/var/lib/glfs-target-gluster';
 
-const nsExec = (cmd: string, args: string[], timeout = 60_000) =>
-  run(which('nsenter') ?? 'nsenter', [`--net=/var/run/netns/${GLUSTER_NS}`, cmd, ...args], { timeout });
+const nsExec = (cmd: string, args: string[], timeout = 60_000, ns = GLUSTER_NS) =>
+  run(which('nsenter') ?? 'nsenter', [`--net=/var/run/netns/${ns}`, cmd, ...args], { timeout });
 
 async function ok(p: Promise<RunResult>): Promise<RunResult> {
   const r = await p;
   if (r.code !== 0) throw new Error(`gluster setup step failed:\n${describeRun(r)}`);
   return r;
+}
+
+/** The network link between one node's gluster client and every brick (GlusterVolume.mountOverLink). */
+export interface ClientLink {
+  /** Drop every packet both ways, silently (as a failed switch would): no reset, no error. */
+  cut(): Promise<void>;
+  /** Let packets through again. */
+  heal(): Promise<void>;
 }
 
 export interface BrickStatus { path: string; pid: number; online: boolean; }
@@ -114,11 +124,14 @@ export class GlusterVolume {
 
   /**
    * The volume as `nodes` gluster nodes would see it, for multi-node serving: the options
-   * docs/high-availability.md requires (strict locks, no write-behind; a short ping-timeout), and
+   * docs/high-availability.md requires (strict locks, no write-behind; short timeouts), and
    * one FUSE mount — one gluster client — per node (the first is `mount`).
    */
   async nodeMounts(nodes: number): Promise<string[]> {
-    for (const [k, v] of [['client.strict-locks', 'on'], ['performance.write-behind', 'off'], ['network.ping-timeout', '10']]) {
+    // A silent node is dropped by its peers after ping-timeout (client side) and by the bricks
+    // after TCP keepalive (server side), which is what releases its locks.
+    for (const [k, v] of [['client.strict-locks', 'on'], ['performance.write-behind', 'off'], ['network.ping-timeout', '10'],
+      ['server.keepalive-time', '5'], ['server.keepalive-interval', '2'], ['server.keepalive-count', '3'], ['server.tcp-user-timeout', '10']]) {
       await ok(this.cli('volume', 'set', this.name, k!, v!));
     }
     const mounts = [this.mount];
@@ -128,6 +141,38 @@ export class GlusterVolume {
       mounts.push(m);
     }
     return mounts;
+  }
+
+  /**
+   * Mounts the volume at `dir` with a client in a network namespace of its own (glfs-nodeN),
+   * joined to the bricks' namespace by a veth pair: cutting that link partitions this node's
+   * gluster client from every brick, while everything else (glfs-target, its initiators) still
+   * reaches it. Mounting again at `dir` reuses the link. Unmounted and removed by stop().
+   */
+  async mountOverLink(dir: string, n: number): Promise<ClientLink> {
+    const ns = `${LINK_NS_PREFIX}${n}`;
+    const [inner, outer] = [`glfsn${n}`, `glfsg${n}`];
+    const [innerIp, outerIp] = [`10.231.78.${4 * n + 2}`, `10.231.78.${4 * n + 1}`];
+    if ((await run('ip', ['netns', 'pids', ns])).code !== 0) {
+      await ok(run('ip', ['netns', 'add', ns]));
+      await ok(run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']));
+      await ok(run('ip', ['link', 'add', inner, 'netns', ns, 'type', 'veth', 'peer', 'name', outer, 'netns', GLUSTER_NS]));
+      await ok(run('ip', ['-n', ns, 'addr', 'add', `${innerIp}/30`, 'dev', inner]));
+      await ok(run('ip', ['-n', GLUSTER_NS, 'addr', 'add', `${outerIp}/30`, 'dev', outer]));
+      await ok(run('ip', ['-n', ns, 'link', 'set', inner, 'up']));
+      await ok(run('ip', ['-n', GLUSTER_NS, 'link', 'set', outer, 'up']));
+      await ok(run('ip', ['-n', ns, 'route', 'add', `${GLUSTER_IP}/32`, 'via', outerIp]));
+    }
+    await run('umount', ['-l', dir], { timeout: 30_000 });
+    mkdirSync(dir, { recursive: true });
+    await ok(nsExec('mount', ['-t', 'glusterfs', `${GLUSTER_IP}:/${this.name}`, dir], 60_000, ns));
+    const m = await run('findmnt', ['-n', '-o', 'FSTYPE', dir]);
+    if (m.stdout.trim() !== 'fuse.glusterfs') throw new Error(`volume not mounted at ${dir}: ${describeRun(m)}`);
+    const rules = (op: '-I' | '-D') => Promise.all([
+      ok(nsExec('iptables', [op, 'INPUT', '-i', inner, '-j', 'DROP'], 30_000, ns)),
+      ok(nsExec('iptables', [op, 'INPUT', '-i', outer, '-j', 'DROP'], 30_000, GLUSTER_NS)),
+    ]).then(() => undefined);
+    return { cut: () => rules('-I'), heal: () => rules('-D') };
   }
 
   /** Pid of the glusterfs client process serving the FUSE mount at `dir` (undefined if none). */
@@ -217,6 +262,13 @@ export class GlusterVolume {
     const tmpfs = (await run('findmnt', ['-rn', '-t', 'tmpfs', '-o', 'TARGET'])).stdout.split('\n').filter((m) => m.startsWith(BASE));
     for (const m of tmpfs) await run('umount', ['-l', m], { timeout: 30_000 });
     await run('ip', ['netns', 'del', GLUSTER_NS]);
+    const linked = (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(LINK_NS_PREFIX));
+    for (const ns of linked) {
+      for (const pid of (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').map(Number).filter((n) => n > 0)) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      await run('ip', ['netns', 'del', ns]);
+    }
     // Volume definitions from earlier runs live in the private working dir: start clean.
     rmSync(join(BASE, 'glusterd'), { recursive: true, force: true });
   }
