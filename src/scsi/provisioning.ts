@@ -17,7 +17,7 @@ import {
   readError,
   writeError,
 } from './sense.js';
-import type { ScsiRequest, ScsiResponse } from './types.js';
+import type { AbortWatch, ScsiRequest, ScsiResponse } from './types.js';
 
 /** Largest buffer WRITE SAME fills with the repeated block (and writes per call). */
 const WRITE_SAME_CHUNK = 1024 * 1024;
@@ -25,9 +25,12 @@ const WRITE_SAME_CHUNK = 1024 * 1024;
 /** At most this many LBA status descriptors per GET LBA STATUS (each costs up to two lseeks). */
 export const MAX_LBA_STATUS_DESCRIPTORS = 256;
 
-/** Deallocate [lba, lba + blocks) holding the shared range lock; errors become sense. */
-async function deallocate(lu: LogicalUnit, lba: number, blocks: number): Promise<ScsiResponse | undefined> {
-  const release = await lu.locks.acquire(lba, blocks, false);
+/**
+ * Deallocate [lba, lba + blocks) holding the shared range lock; errors become sense. A task
+ * aborted while it waits for the lock stops waiting (SAM-5 §7.2), as block-transfer.ts does.
+ */
+async function deallocate(lu: LogicalUnit, lba: number, blocks: number, abort: AbortWatch | undefined): Promise<ScsiResponse | undefined> {
+  const release = await lu.locks.acquire(lba, blocks, false, abort);
   try {
     await lu.backend.punchHole!(lba * lu.blockSize, blocks * lu.blockSize, !lu.writeCache);
   } catch (err) {
@@ -65,7 +68,7 @@ async function unmap(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
     if (n !== 0) ranges.push([lba, n]);
   }
   for (const [lba, n] of ranges) {
-    const r = await deallocate(lu, lba, n);
+    const r = await deallocate(lu, lba, n, req.abort);
     if (r) return r;
   }
   return good();
@@ -104,7 +107,7 @@ async function writeSame(lu: LogicalUnit, req: ScsiRequest, lba: number, nblocks
   if (unmapBit) {
     // UNMAP = 1: deallocate; with LBPRZ = 1 the blocks then read as zeros whatever the Data-Out
     // block held (what SBC-3 and the initiators using WRITE SAME for discard expect).
-    const r = await deallocate(lu, lba, blocks);
+    const r = await deallocate(lu, lba, blocks, req.abort);
     return r ? { ...r, transferLength } : { ...good(), transferLength };
   }
 
@@ -118,7 +121,7 @@ async function writeSame(lu: LogicalUnit, req: ScsiRequest, lba: number, nblocks
       await lu.backend.write(n === chunkBlocks ? chunk : chunk.subarray(0, n * bs), (lba + done) * bs, false);
       done += n;
     }
-  });
+  }, req.abort);
 }
 
 function writeSame10(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {

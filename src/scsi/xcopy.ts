@@ -23,7 +23,7 @@ import {
   senseError,
 } from './sense.js';
 import type { ItNexus } from './nexus.js';
-import type { ScsiRequest, ScsiResponse } from './types.js';
+import type { AbortWatch, ScsiRequest, ScsiResponse } from './types.js';
 
 export const XCOPY_LIMITS = {
   /** MAXIMUM CSCD DESCRIPTOR COUNT. */
@@ -189,7 +189,7 @@ async function extendedCopy(lu: LogicalUnit, req: ScsiRequest, dev: DeviceContex
     plans.push(plan);
   }
   for (let i = 0; i < plans.length; i++) {
-    const asc = await copySegment(plans[i]!, req.nexus, status);
+    const asc = await copySegment(plans[i]!, req.nexus, status, req.abort);
     if (asc !== undefined) return abort(asc, i);
     status.segmentsProcessed++;
   }
@@ -239,10 +239,10 @@ function copyTargetsRefusal(plan: SegmentPlan, nexus: ItNexus): ScsiResponse | u
 /**
  * Copy one segment in chunks, each written under the destination's shared range lock over exactly
  * the destination blocks it writes. The copy targets' access is checked again before each chunk,
- * so a reservation preempted or an access state changed mid-copy stops it. Returns the ASC of the
- * COPY ABORTED on failure.
+ * so a reservation preempted or an access state changed mid-copy stops it; so does aborting the
+ * task while it waits for a range lock (SAM-5 §7.2). Returns the ASC of the COPY ABORTED on failure.
  */
-async function copySegment(plan: SegmentPlan, nexus: ItNexus, status: CopyStatus): Promise<number | undefined> {
+async function copySegment(plan: SegmentPlan, nexus: ItNexus, status: CopyStatus, abort: AbortWatch | undefined): Promise<number | undefined> {
   const { src, dst, bytes } = plan;
   const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, bytes));
   for (let done = 0; done < bytes; ) {
@@ -256,7 +256,7 @@ async function copySegment(plan: SegmentPlan, nexus: ItNexus, status: CopyStatus
       return Asc.UNRECOVERED_READ_ERROR;
     }
     const at = plan.dstOffset + done;
-    const release = await dst.locks.acquire(at / dst.blockSize, n / dst.blockSize, false);
+    const release = await dst.locks.acquire(at / dst.blockSize, n / dst.blockSize, false, abort);
     try {
       await dst.backend.write(chunk, at, !dst.writeCache);
     } catch {
