@@ -60,9 +60,10 @@ export class TestInitiator {
     socket.on('error', () => {});
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<TestInitiator> {
+  /** Connect to the target; `localAddress` picks the source address (e.g. 127.0.0.2: another host). */
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<TestInitiator> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host }, () => resolve(new TestInitiator(s)));
+      const s = net.connect({ port, host, ...(localAddress !== undefined ? { localAddress } : {}) }, () => resolve(new TestInitiator(s)));
       s.setNoDelay(true);
       s.once('error', reject);
     });

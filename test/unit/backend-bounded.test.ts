@@ -3,6 +3,9 @@
 // ends by its deadline or its task's abort, and what was given up on is still accounted for.
 import { describe, expect, it } from 'vitest';
 import { ABORT_GRACE_MS, BoundedBackend, type CallOwner } from '../../src/backend/bounded-backend.js';
+import { DEFAULT_ISCSI_SETTINGS } from '../../src/config/schema.js';
+import type { IscsiSettings } from '../../src/config/types.js';
+import { backendCallBounds, threadPoolSize } from '../../src/iscsi/server.js';
 import { HangingBackend, rejection, within } from './hanging-backend.js';
 
 const DEADLINE = 300;
@@ -109,5 +112,17 @@ describe('bounded backend calls', () => {
     storage.resume();
     await flushed;
     expect(storage.mem.stats.flushes).toBe(1);
+  });
+});
+
+describe('the bounds the server gives every LUN', () => {
+  it('fit the thread pool: the configured calls per LUN below its size, else half of it', () => {
+    expect(threadPoolSize({})).toBe(4); // libuv's default when nothing set it
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '128' })).toBe(128);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '5000' })).toBe(1024);
+    const settings = { ...DEFAULT_ISCSI_SETTINGS } as IscsiSettings;
+    expect(backendCallBounds(settings, 128)).toEqual({ maxInFlight: 16, deadlineMs: 43_000, clamped: false });
+    expect(backendCallBounds(settings, 4)).toEqual({ maxInFlight: 2, deadlineMs: 43_000, clamped: true });
+    expect(backendCallBounds({ ...settings, backendCallsPerLun: 8, backendTimeout: 5 }, 16)).toEqual({ maxInFlight: 8, deadlineMs: 5000, clamped: false });
   });
 });
