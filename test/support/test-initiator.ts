@@ -197,6 +197,23 @@ export class TestInitiator {
     return h;
   }
 
+  /**
+   * Task Management Function Request BHS (RFC 7143 §11.5): function `fn` (1 ABORT TASK, 5 LOGICAL
+   * UNIT RESET, …) on `lun`, for ABORT TASK the referenced task's ITT and CmdSN. Immediate.
+   */
+  tmfHeader(fn: number, o: { refItt?: number; refCmdSN?: number; lun?: number } = {}): Buffer {
+    const h = Buffer.alloc(48);
+    h[0] = 0x40 | Opcode.TaskMgmtRequest;
+    h[1] = 0x80 | fn;
+    h[9] = o.lun ?? 0;
+    h.writeUInt32BE(this.itt++, 16);
+    h.writeUInt32BE(o.refItt ?? 0xffffffff, 20);
+    h.writeUInt32BE(this.cmdSN, 24);
+    h.writeUInt32BE(this.expStatSN, 28);
+    h.writeUInt32BE(o.refCmdSN ?? 0, 32);
+    return h;
+  }
+
   dataOutHeader(itt: number, ttt: number, dataSN: number, offset: number, final: boolean, lun = 0): Buffer {
     const h = Buffer.alloc(48);
     h[0] = Opcode.DataOut;
@@ -343,14 +360,19 @@ export class TestInitiator {
     return decodeText(Buffer.concat(out));
   }
 
-  async logout(): Promise<Pdu | null> {
+  /** Logout Request BHS, reason 0: close the session (RFC 7143 §11.14). Immediate. */
+  logoutHeader(): Buffer {
     const h = Buffer.alloc(48);
     h[0] = 0x40 | Opcode.LogoutRequest;
-    h[1] = 0x80; // reason 0: close the session
+    h[1] = 0x80;
     h.writeUInt32BE(this.itt++, 16);
     h.writeUInt32BE(this.cmdSN, 24);
     h.writeUInt32BE(this.expStatSN, 28);
-    await this.sendPdu(h);
+    return h;
+  }
+
+  async logout(): Promise<Pdu | null> {
+    await this.sendPdu(this.logoutHeader());
     return this.next();
   }
 
