@@ -74,6 +74,27 @@ function callError(message: string, code: 'ETIMEDOUT' | 'ECANCELED'): NodeJS.Err
   return Object.assign(new Error(message), { code });
 }
 
+/**
+ * `work`, or its rejection with ETIMEDOUT once `deadlineMs` have passed or ECANCELED when `owner` is
+ * aborted — for storage calls outside a BlockBackend (a reservation store's files). `work` goes on.
+ */
+export function withinDeadline<T>(work: Promise<T>, deadlineMs: number, owner?: Pick<CallOwner, 'aborted' | 'whenAborted'>): Promise<T> {
+  if (owner?.aborted === true) return Promise.reject(callError('task aborted', 'ECANCELED'));
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => done(() => reject(callError(`no answer from the storage within ${deadlineMs} ms`, 'ETIMEDOUT'))), deadlineMs);
+    const stopWatching = owner?.whenAborted(() => done(() => reject(callError('task aborted', 'ECANCELED'))));
+    let settled = false;
+    const done = (report: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stopWatching?.();
+      report();
+    };
+    work.then((v) => done(() => resolve(v)), (err: unknown) => done(() => reject(err)));
+  });
+}
+
 interface Call {
   readonly madeAt: number;
   readonly footprint: Footprint;

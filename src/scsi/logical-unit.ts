@@ -122,6 +122,11 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   /** EXTENDED COPY's held copy status data. */
   readonly copyManager = new CopyManager();
 
+  /** ReservationHost: the reservation store's calls are bounded like the backend's. */
+  get storeDeadlineMs(): number {
+    return this.backend.bounds.deadlineMs;
+  }
+
   private wce: boolean;
   /** ALUA access state of the target port group this server's ports are in (SPC-4 §5.15.2). */
   private aluaState: AluaState = 'active/optimized';

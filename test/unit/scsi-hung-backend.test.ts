@@ -6,7 +6,9 @@ import { ABORT_GRACE_MS } from '../../src/backend/bounded-backend.js';
 import { LogicalUnit } from '../../src/scsi/logical-unit.js';
 import { ScsiDevice } from '../../src/scsi/scsi-device.js';
 import { MemoryBackend } from '../../src/backend/memory-backend.js';
-import { cdb, clearUa, expectGood, expectSense, KEY, makeLu, nexus, u32 } from './scsi-helpers.js';
+import type { ReservationStore } from '../../src/scsi/reservation-store.js';
+import { emptyPrState } from '../../src/scsi/pr-state.js';
+import { cdb, clearUa, expectGood, expectSense, KEY, makeDevice, makeLu, nexus, u32 } from './scsi-helpers.js';
 import { HangingBackend, within } from './hanging-backend.js';
 
 const read10 = (lba: number) => cdb([0x28, 0, ...u32(lba), 0, 0, 1, 0]);
@@ -73,5 +75,26 @@ describe('a logical unit on storage that stops answering', () => {
     storage.resume();
     expectGood(await sync);
     expect(storage.mem.data[512]).toBe(0xaa);
+  });
+
+  it('PERSISTENT RESERVE OUT whose store hangs ends NOT READY 08h/01h by the deadline; ABORT TASK of it completes at once', async () => {
+    let hung = false;
+    const store: ReservationStore = {
+      persistsThroughPowerLoss: false,
+      load: () => (hung ? new Promise(() => {}) : Promise.resolve({ version: 0, state: emptyPrState() })),
+      compareAndSwap: () => new Promise(() => {}),
+    };
+    const { dev } = makeDevice({ reservationStore: store, callBounds: { maxInFlight: 4, deadlineMs: 300 } });
+    await clearUa(dev, A, 0);
+    hung = true;
+    const registerKey = Buffer.alloc(24);
+    registerKey.writeBigUInt64BE(0x1234n, 8);
+    const register = cdb([0x5f, 0x06, 0, 0, 0, ...u32(24), 0]);
+    expectSense(await execute(dev, 0, register, registerKey), KEY.NOT_READY, 0x08, 0x01);
+    const task = dev.createTask(A, 0, register, () => {});
+    const response = dev.run(task, { dataOut: registerKey, dataInLength: 0 });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await within(dev.abortTask(A, task), 100)).toBe('complete');
+    await response;
   });
 });
