@@ -33,11 +33,12 @@ export interface CallBounds {
 }
 
 /**
- * 16 calls per LUN, as tgt runs 16 I/O threads per backing store; 43 s, gluster-block's default
- * io-timeout: longer than gluster's network.ping-timeout (42 s), so a brick failing over stalls
- * I/O rather than failing it.
+ * 32 calls per LUN: an initiator's usual queue depth (open-iscsi's is 32), so one LUN is served as
+ * before the cap (the whole pool was 32 threads: docs/benchmarks.md measured that size); 43 s,
+ * gluster-block's default io-timeout: longer than gluster's network.ping-timeout (42 s), so a
+ * brick failing over stalls I/O rather than failing it.
  */
-export const DEFAULT_CALL_BOUNDS: CallBounds = { maxInFlight: 16, deadlineMs: 43_000 };
+export const DEFAULT_CALL_BOUNDS: CallBounds = { maxInFlight: 32, deadlineMs: 43_000 };
 
 /**
  * How long a call already in the pool is still awaited after its task is aborted: a healthy call

@@ -57,7 +57,7 @@ export const DEFAULT_ISCSI_SETTINGS: Readonly<IscsiSettings> = Object.freeze({
   authBackoffMax: 60,
   maxDataInFlight: 64 * 1024 * 1024,
   backendTimeout: 43,
-  backendCallsPerLun: 16,
+  backendCallsPerLun: 32,
 }) as Readonly<IscsiSettings>;
 
 // ---------------------------------------------------------------------------------------------

@@ -112,6 +112,6 @@ export interface IscsiSettings {
    * with NOT READY / LOGICAL UNIT COMMUNICATION TIME-OUT (default 43, gluster-block's io-timeout).
    */
   backendTimeout?: number;
-  /** Calls of one LUN in libuv's thread pool at once: what a hung mount can hold (default 16). */
+  /** Calls of one LUN in libuv's thread pool at once: what a hung mount can hold (default 32). */
   backendCallsPerLun?: number;
 }

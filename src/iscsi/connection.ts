@@ -453,11 +453,7 @@ export class Connection {
     }
   }
 
-  /**
-   * §11.14 / §11.15: close the session (with one connection per session, closing the connection
-   * closes it too). §11.14: the target terminates the session's pending commands — it does not
-   * wait for them, so a logout is answered even while a command waits for storage that hangs.
-   */
+  /** §11.14 / §11.15: close the session (one connection), terminating its pending commands (§11.14). */
   private async onLogout(phase: FullFeaturePhase, pdu: Pdu): Promise<void> {
     const session = phase.session;
     const reason = pdu.logoutReason;

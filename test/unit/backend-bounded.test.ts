@@ -121,7 +121,8 @@ describe('the bounds the server gives every LUN', () => {
     expect(threadPoolSize({ UV_THREADPOOL_SIZE: '128' })).toBe(128);
     expect(threadPoolSize({ UV_THREADPOOL_SIZE: '5000' })).toBe(1024);
     const settings = { ...DEFAULT_ISCSI_SETTINGS } as IscsiSettings;
-    expect(backendCallBounds(settings, 128)).toEqual({ maxInFlight: 16, deadlineMs: 43_000, clamped: false });
+    expect(backendCallBounds(settings, 128)).toEqual({ maxInFlight: 32, deadlineMs: 43_000, clamped: false });
+    expect(backendCallBounds(settings, 32)).toEqual({ maxInFlight: 16, deadlineMs: 43_000, clamped: true });
     expect(backendCallBounds(settings, 4)).toEqual({ maxInFlight: 2, deadlineMs: 43_000, clamped: true });
     expect(backendCallBounds({ ...settings, backendCallsPerLun: 8, backendTimeout: 5 }, 16)).toEqual({ maxInFlight: 8, deadlineMs: 5000, clamped: false });
   });

@@ -102,7 +102,7 @@ describe('parseConfig: defaults', () => {
       authBackoffMax: 60,
       maxDataInFlight: 64 * 1024 * 1024,
       backendTimeout: 43,
-      backendCallsPerLun: 16,
+      backendCallsPerLun: 32,
     });
   });
 
