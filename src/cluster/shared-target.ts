@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { PortalConfig, TargetDefinition } from '../config/types.js';
+import type { CallBounds } from '../backend/bounded-backend.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
 import { ScsiDevice } from '../scsi/scsi-device.js';
 import { nodeIndex } from './cluster-view.js';
@@ -55,8 +56,9 @@ export function nodePortals(portals: readonly PortalConfig[], group: number): Po
  * Open a target's LUN files as shared LUNs: each joins the servers of its file (owner or
  * standby), takes the identity stored with the file, keeps persistent reservations in the
  * file's state directory, and runs its target port groups. Closes what it opened on failure.
+ * `callBounds` bound every backend call of its logical units (bounded-backend.ts).
  */
-export async function openSharedTarget(def: TargetDefinition, node: SharingNodeConfig, log: Logger): Promise<ScsiDevice> {
+export async function openSharedTarget(def: TargetDefinition, node: SharingNodeConfig, log: Logger, callBounds?: CallBounds): Promise<ScsiDevice> {
   const units: LogicalUnit[] = [];
   const shared: SharedLun[] = [];
   try {
@@ -79,7 +81,7 @@ export async function openSharedTarget(def: TargetDefinition, node: SharingNodeC
       units.push(new LogicalUnit({
         lun: lun.lun, backend: sharedLun, blockSize: lun.blockSize, readOnly: lun.readOnly, writeCache: lun.writeCache,
         serial: settled.identity.serial, naa: settled.identity.naa, vendor: lun.vendor, product: lun.product, revision: lun.revision,
-        targetName: def.iqn, alua: sharedLun, reservationStore,
+        targetName: def.iqn, alua: sharedLun, reservationStore, ...(callBounds !== undefined ? { callBounds } : {}),
       }));
       log.info({
         target: def.iqn, lun: lun.lun, path: lun.path, sizeBytes: sharedLun.sizeBytes, readOnly: lun.readOnly, writeCache: lun.writeCache,

@@ -56,6 +56,8 @@ export const DEFAULT_ISCSI_SETTINGS: Readonly<IscsiSettings> = Object.freeze({
   authBackoffInitial: 1,
   authBackoffMax: 60,
   maxDataInFlight: 64 * 1024 * 1024,
+  backendTimeout: 43,
+  backendCallsPerLun: 32,
 }) as Readonly<IscsiSettings>;
 
 // ---------------------------------------------------------------------------------------------
@@ -251,6 +253,8 @@ const IscsiSchema = z.strictObject({
   authBackoffInitial: iscsiSetting('authBackoffInitial', 1, 3600, 'First delay of a refusal in seconds; doubles with each further wrong CHAP response'),
   authBackoffMax: iscsiSetting('authBackoffMax', 1, 86400, 'Longest delay of a refusal in seconds (at most 5 s whatever the value)'),
   maxDataInFlight: iscsiSetting('maxDataInFlight', 1024 * 1024, 2 ** 40, 'Bytes of command data all connections may hold in memory before they stop reading'),
+  backendTimeout: iscsiSetting('backendTimeout', 1, 3600, 'Seconds a LUN\'s storage has to answer a read, write or flush before the command fails with NOT READY (02h/08h/01h); keep it above gluster\'s network.ping-timeout'),
+  backendCallsPerLun: iscsiSetting('backendCallsPerLun', 1, 1024, 'Calls of one LUN in the file I/O thread pool at once: what one hung mount can hold of it (below UV_THREADPOOL_SIZE)'),
   immediateData: bool().default(DEFAULT_ISCSI_SETTINGS.immediateData).describe('ImmediateData offered (RFC 7143 §13.11)'),
   initialR2T: bool().default(DEFAULT_ISCSI_SETTINGS.initialR2T).describe('InitialR2T offered (RFC 7143 §13.10)'),
   headerDigest: digestList.default(() => [...DEFAULT_ISCSI_SETTINGS.headerDigest]).describe('HeaderDigest values accepted, in order of preference'),

@@ -107,4 +107,11 @@ export interface IscsiSettings {
    * 64 MiB).
    */
   maxDataInFlight?: number;
+  /**
+   * Seconds a LUN's storage has to answer one call (read, write, flush) before the command fails
+   * with NOT READY / LOGICAL UNIT COMMUNICATION TIME-OUT (default 43, gluster-block's io-timeout).
+   */
+  backendTimeout?: number;
+  /** Calls of one LUN in libuv's thread pool at once: what a hung mount can hold (default 32). */
+  backendCallsPerLun?: number;
 }

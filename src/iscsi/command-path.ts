@@ -330,7 +330,7 @@ export class CommandPath {
 
   /** The task's transport resources go back: budget (unless its read data is still to be sent), tag, window credit. */
   private retire(task: IscsiTask, sendingData = false): void {
-    if (task.write.kind === 'streamed') task.write.stream.handlerDone(); // the SCSI layer has answered
+    if (task.write.kind === 'streamed') task.write.stream.handlerDone(task.scsi.buffersPinned); // the SCSI layer has answered
     task.write = { kind: 'none' };
     if (!sendingData) this.release(task);
     const tasks = this.port.session.tasks;
@@ -394,9 +394,13 @@ export class CommandPath {
     this.account.close();
   }
 
-  /** The task's pool buffers are no longer read by anyone (SCSI layer done, data sent). */
+  /**
+   * The task's pool buffers are no longer read by anyone (SCSI layer done, data sent). Unless a
+   * backend call given up on may still read or fill them (`buffersPinned`): then they are dropped,
+   * never reused, and collected once that system call returns.
+   */
   private releasePooled(task: IscsiTask): void {
-    for (const b of task.pooled) this.port.bufferPool.release(b);
+    if (!task.scsi.buffersPinned) for (const b of task.pooled) this.port.bufferPool.release(b);
     task.pooled.length = 0;
   }
 

@@ -453,7 +453,7 @@ export class Connection {
     }
   }
 
-  /** §11.14 / §11.15: close the session or this connection once its tasks have finished. */
+  /** §11.14 / §11.15: close the session (one connection), terminating its pending commands (§11.14). */
   private async onLogout(phase: FullFeaturePhase, pdu: Pdu): Promise<void> {
     const session = phase.session;
     const reason = pdu.logoutReason;
@@ -466,13 +466,13 @@ export class Connection {
     }
     if (response === 0) {
       phase.loggingOut = true;
-      await phase.commands.drain();
+      await this.ctx.logout(this);
+      await phase.commands.drain(); // the terminated commands have left: their transport state is gone
     }
     const p = session.params;
     this.send(logoutResponseHeader(pdu.itt, response, p.defaultTime2Wait, p.defaultTime2Retain), undefined, true);
     if (response === 0) {
       phase.port.log.info({ reason: reason === 0 ? 'close session' : 'close connection' }, 'logout');
-      this.ctx.logoutCompleted(this);
       this.close('logout');
     }
   }

@@ -55,14 +55,17 @@ export class TaskDataStream implements DataOutStream {
     this.queuedBytes += piece.length;
   }
 
-  /** The handler has returned: the last batch it took is free. */
-  handlerDone(): void {
-    this.releaseHandedOut();
+  /**
+   * The handler has returned: the last batch it took is free — or, with `pinned` (a write of it was
+   * given up on and may still read it), dropped rather than reused.
+   */
+  handlerDone(pinned = false): void {
+    this.releaseHandedOut(pinned);
   }
 
-  private releaseHandedOut(): void {
+  private releaseHandedOut(pinned = false): void {
     if (this.handedOut.length === 0) return;
-    for (const b of this.handedOut) this.pool.release(b);
+    if (!pinned) for (const b of this.handedOut) this.pool.release(b);
     const bytes = this.handedOutBytes;
     this.handedOut = [];
     this.handedOutBytes = 0;

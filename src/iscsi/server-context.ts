@@ -24,7 +24,11 @@ export interface ServerContext {
   establish(conn: Connection, outcome: LoginOutcome): Promise<Session>;
   checkExistingSession(tsih: number, cid: number, initiatorName: string, isid: string, target: TargetNode | null): void;
   loginCompleted(conn: Connection, session: Session): void;
-  logoutCompleted(conn: Connection): void;
+  /**
+   * The connection's session logs out: it ends now, and the promise resolves once the device has
+   * terminated its commands and seen the I_T nexus loss.
+   */
+  logout(conn: Connection): Promise<void>;
   connectionClosed(conn: Connection): void;
   cidOf(conn: Connection): number;
   /** Drop the connection of every session on a target (TARGET COLD RESET, RFC 7143 §11.5.1). */

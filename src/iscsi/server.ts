@@ -13,6 +13,8 @@ import type { ServerContext } from './server-context.js';
 import { AUTH_DEFAULTS, AuthService } from '../auth/service.js';
 import { normalize as normalizeAddress } from '../auth/backoff.js';
 import { TargetNode } from './target-node.js';
+import type { CallBounds } from '../backend/bounded-backend.js';
+import { DEFAULT_ISCSI_SETTINGS } from '../config/schema.js';
 
 /**
  * Bytes queued on a socket before the connection stops reading new commands (back-pressure):
@@ -22,6 +24,24 @@ const SOCKET_HIGH_WATER_MARK = 8 * 1024 * 1024;
 
 /** Default for iscsi.maxDataInFlight: command data all connections may hold at once. */
 const DATA_BUDGET_BYTES = 64 * 1024 * 1024;
+
+/** libuv's thread pool as this process runs it: UV_THREADPOOL_SIZE (1 to 1024), else libuv's 4. */
+export function threadPoolSize(env: NodeJS.ProcessEnv = process.env): number {
+  const n = Number.parseInt(env['UV_THREADPOOL_SIZE'] ?? '', 10);
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
+}
+
+/**
+ * The bounds of every LUN's backend calls (bounded-backend.ts): the configured deadline, and the
+ * configured calls per LUN — below the pool size, so that one hung LUN leaves threads for the
+ * others (at most half the pool when the configured number does not fit).
+ */
+export function backendCallBounds(settings: IscsiSettings, pool: number): CallBounds & { clamped: boolean } {
+  const wanted = settings.backendCallsPerLun ?? DEFAULT_ISCSI_SETTINGS.backendCallsPerLun!;
+  const maxInFlight = wanted < pool ? wanted : Math.max(1, Math.floor(pool / 2));
+  const deadlineMs = (settings.backendTimeout ?? DEFAULT_ISCSI_SETTINGS.backendTimeout!) * 1000;
+  return { maxInFlight, deadlineMs, clamped: maxInFlight !== wanted };
+}
 
 export interface ServerOptions {
   /** This node's name among the servers sharing LUN files (default: $GLFS_TARGET_NODE or the host name). */
@@ -61,6 +81,8 @@ export class IscsiServer implements ServerContext {
   private portals: PortalConfig[];
   /** This server among the nodes sharing LUN files; set by start(). */
   private sharing: SharingNodeConfig = { name: '', group: 1, relativePortIds: [] };
+  /** Bounds of every LUN's backend calls; set by start(). */
+  private callBounds: CallBounds | undefined;
 
   constructor(config: EffectiveConfig, logger: Logger, private readonly options: ServerOptions = {}) {
     this.config = config;
@@ -88,6 +110,7 @@ export class IscsiServer implements ServerContext {
       const group = await nodeGroup(this.config.targets, name);
       this.portals = nodePortals(this.config.portals, group);
       this.sharing = { name, group, relativePortIds: this.portals.map((p) => p.tpgt), ...(this.options.timing ? { timing: this.options.timing } : {}) };
+      this.callBounds = this.logCallBounds();
       for (const def of this.config.targets) this.targets.set(def.iqn.toLowerCase(), await this.openTarget(def));
       for (const portal of this.portals) this.listeners.push(await this.listen(portal));
     } catch (err) {
@@ -96,8 +119,18 @@ export class IscsiServer implements ServerContext {
     }
   }
 
+  /** The backend call bounds, logged with the thread pool they share (warned when clamped to fit it). */
+  private logCallBounds(): CallBounds {
+    const pool = threadPoolSize();
+    const { clamped, ...bounds } = backendCallBounds(this.settings, pool);
+    const details = { threadPool: pool, backendCallsPerLun: bounds.maxInFlight, backendTimeoutSeconds: bounds.deadlineMs / 1000 };
+    if (clamped) this.log.warn({ ...details, configured: this.settings.backendCallsPerLun }, 'iscsi.backendCallsPerLun does not fit the file I/O thread pool (UV_THREADPOOL_SIZE): one hung LUN could take all of it; using half the pool');
+    else this.log.info(details, 'file I/O thread pool: a LUN whose storage hangs holds at most backendCallsPerLun threads');
+    return bounds;
+  }
+
   private async openTarget(def: TargetDefinition): Promise<TargetNode> {
-    const device = await openSharedTarget(def, this.sharing, this.log);
+    const device = await openSharedTarget(def, this.sharing, this.log, this.callBounds);
     const node = new TargetNode(def, device);
     try {
       await device.opened();
@@ -181,6 +214,9 @@ export class IscsiServer implements ServerContext {
     if (old !== undefined) {
       this.log.info({ initiator: old.initiatorName, isid: old.isid, tsih: old.tsih }, 'reinstating session');
       await this.endSession(old, 'session reinstatement');
+      // The login timed out (or the initiator left) while the old session's tasks ended: a session
+      // made now would belong to no connection and never end.
+      if (conn.isClosed) throw new LoginFailure(LoginStatus.ServiceUnavailable, 'connection closed during session reinstatement');
     }
     const tsih = this.sessions.allocateTsih();
     const session = new Session(
@@ -240,9 +276,9 @@ export class IscsiServer implements ServerContext {
     }, 'login');
   }
 
-  logoutCompleted(conn: Connection): void {
+  async logout(conn: Connection): Promise<void> {
     const s = this.connectionSession.get(conn);
-    if (s !== undefined && this.sessionConnection.get(s) === conn) void this.retire(s, conn);
+    if (s !== undefined && this.sessionConnection.get(s) === conn) await this.retire(s, conn);
   }
 
   connectionClosed(conn: Connection): void {

@@ -5,7 +5,7 @@
 import { cdbLengthOfOpcode, readU64 } from './cdb.js';
 import type { LogicalUnit } from './logical-unit.js';
 import { Asc, SenseKey, invalidFieldInCdb, lbaOutOfRange, senseError, writeError } from './sense.js';
-import { ScsiStatus, type AbortWatch, type ScsiResponse } from './types.js';
+import { ScsiStatus, type ScsiResponse, type TaskHandle } from './types.js';
 
 /** LOGICAL BLOCK ADDRESS, TRANSFER LENGTH (and the byte it starts at) and FUA of a block CDB. */
 export interface BlockCdb {
@@ -134,14 +134,14 @@ export function partialBlock(): ScsiResponse {
  */
 export async function writeUnderSharedLock(
   lu: LogicalUnit, lba: number, blocks: number, durable: boolean, transferLength: number, writes: () => Promise<void>,
-  abort?: AbortWatch,
+  task?: TaskHandle,
 ): Promise<ScsiResponse> {
   // Uncontended, the lock is granted synchronously; an aborted task stops waiting (SAM-5 §7.2).
-  let release = lu.locks.acquire(lba, blocks, false, abort);
+  let release = lu.locks.acquire(lba, blocks, false, task);
   if (typeof release !== 'function') release = await release;
   try {
     await writes();
-    if (durable) await lu.backend.flush();
+    if (durable) await lu.backend.flush(task);
   } catch (err) {
     return { ...writeError(err), transferLength };
   } finally {

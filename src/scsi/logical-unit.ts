@@ -1,4 +1,5 @@
 import type { BlockBackend } from '../backend/block-backend.js';
+import { BoundedBackend, type CallBounds } from '../backend/bounded-backend.js';
 import { ACTIVE_ONLY, aluaRefusal, type AluaState } from './alua.js';
 import type { AluaCoordinator } from './target-port-groups.js';
 import { Op } from './cdb.js';
@@ -66,6 +67,12 @@ export interface LogicalUnitOptions {
    * STATUS). Default: whenever the backend can punch holes and report them.
    */
   thinProvisioning?: boolean;
+  /**
+   * Bounds on every call to the backend: calls in flight at once (so a hung mount holds at most
+   * that many thread-pool threads) and the deadline after which a command's call fails (NOT READY /
+   * LOGICAL UNIT COMMUNICATION TIME-OUT). Default DEFAULT_CALL_BOUNDS.
+   */
+  callBounds?: CallBounds;
   /** Where persistent reservations are kept; default: the backend's "pr.json" sidecar (APTPL only). */
   reservationStore?: ReservationStore;
   /**
@@ -82,7 +89,8 @@ const WRITE_CDB = Buffer.from([Op.WRITE_16, ...new Array<number>(15).fill(0)]);
 /** One logical unit: a block device (SBC-3, peripheral device type 00h) over a BlockBackend. */
 export class LogicalUnit implements ModeUnit, InquiryIdentity {
   readonly lun: number;
-  readonly backend: BlockBackend;
+  /** The storage, every call bounded (bounded-backend.ts): handlers pass their task to each call. */
+  readonly backend: BoundedBackend;
   readonly blockSize: number;
   /** Capacity in logical blocks. */
   readonly blocks: number;
@@ -114,6 +122,11 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   /** EXTENDED COPY's held copy status data. */
   readonly copyManager = new CopyManager();
 
+  /** ReservationHost: the reservation store's calls are bounded like the backend's. */
+  get storeDeadlineMs(): number {
+    return this.backend.bounds.deadlineMs;
+  }
+
   private wce: boolean;
   /** ALUA access state of the target port group this server's ports are in (SPC-4 §5.15.2). */
   private aluaState: AluaState = 'active/optimized';
@@ -138,7 +151,7 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
     const blocks = Math.floor(opts.backend.sizeBytes / bs);
     if (blocks < 1) throw new Error(`LUN ${opts.lun}: backend is smaller than one block`);
     this.lun = opts.lun;
-    this.backend = opts.backend;
+    this.backend = new BoundedBackend(opts.backend, opts.callBounds);
     this.blockSize = bs;
     this.blocks = blocks;
     this.readOnly = opts.readOnly;
@@ -162,7 +175,7 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
     this.maxUnmapDescriptors = this.thinProvisioned ? MAX_UNMAP_DESCRIPTORS : 0;
     this.maxWriteSameBlocks = Math.max(1, Math.floor(MAX_WRITE_SAME_BYTES / bs));
     this.maxCompareWriteBlocks = Math.min(MAX_COMPARE_AND_WRITE_BLOCKS, Math.floor(this.maxTransferBlocks / 2));
-    this.reservations = new Reservations(this, opts.reservationStore ?? new SidecarReservationStore(opts.backend));
+    this.reservations = new Reservations(this, opts.reservationStore ?? new SidecarReservationStore(this.backend));
     this.loading = this.reservations.load().then(
       () => {
         this.ready = true;

@@ -17,7 +17,7 @@ import {
   readError,
   writeError,
 } from './sense.js';
-import type { ScsiRequest, ScsiResponse } from './types.js';
+import type { ScsiRequest, ScsiResponse, TaskHandle } from './types.js';
 
 /** Largest buffer WRITE SAME fills with the repeated block (and writes per call). */
 const WRITE_SAME_CHUNK = 1024 * 1024;
@@ -25,11 +25,14 @@ const WRITE_SAME_CHUNK = 1024 * 1024;
 /** At most this many LBA status descriptors per GET LBA STATUS (each costs up to two lseeks). */
 export const MAX_LBA_STATUS_DESCRIPTORS = 256;
 
-/** Deallocate [lba, lba + blocks) holding the shared range lock; errors become sense. */
-async function deallocate(lu: LogicalUnit, lba: number, blocks: number): Promise<ScsiResponse | undefined> {
-  const release = await lu.locks.acquire(lba, blocks, false);
+/**
+ * Deallocate [lba, lba + blocks) holding the shared range lock; errors become sense. A task
+ * aborted while it waits for the lock stops waiting (SAM-5 §7.2), as block-transfer.ts does.
+ */
+async function deallocate(lu: LogicalUnit, lba: number, blocks: number, task: TaskHandle | undefined): Promise<ScsiResponse | undefined> {
+  const release = await lu.locks.acquire(lba, blocks, false, task);
   try {
-    await lu.backend.punchHole!(lba * lu.blockSize, blocks * lu.blockSize, !lu.writeCache);
+    await lu.backend.punchHole!(lba * lu.blockSize, blocks * lu.blockSize, !lu.writeCache, task);
   } catch (err) {
     return writeError(err);
   } finally {
@@ -65,7 +68,7 @@ async function unmap(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
     if (n !== 0) ranges.push([lba, n]);
   }
   for (const [lba, n] of ranges) {
-    const r = await deallocate(lu, lba, n);
+    const r = await deallocate(lu, lba, n, req.task);
     if (r) return r;
   }
   return good();
@@ -104,7 +107,7 @@ async function writeSame(lu: LogicalUnit, req: ScsiRequest, lba: number, nblocks
   if (unmapBit) {
     // UNMAP = 1: deallocate; with LBPRZ = 1 the blocks then read as zeros whatever the Data-Out
     // block held (what SBC-3 and the initiators using WRITE SAME for discard expect).
-    const r = await deallocate(lu, lba, blocks);
+    const r = await deallocate(lu, lba, blocks, req.task);
     return r ? { ...r, transferLength } : { ...good(), transferLength };
   }
 
@@ -115,10 +118,10 @@ async function writeSame(lu: LogicalUnit, req: ScsiRequest, lba: number, nblocks
   return writeUnderSharedLock(lu, lba, blocks, !lu.writeCache, transferLength, async () => {
     for (let done = 0; done < blocks; ) {
       const n = Math.min(chunkBlocks, blocks - done);
-      await lu.backend.write(n === chunkBlocks ? chunk : chunk.subarray(0, n * bs), (lba + done) * bs, false);
+      await lu.backend.write(n === chunkBlocks ? chunk : chunk.subarray(0, n * bs), (lba + done) * bs, false, req.task);
       done += n;
     }
-  });
+  }, req.task);
 }
 
 function writeSame10(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
@@ -149,7 +152,7 @@ async function getLbaStatus(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResp
       let mapped = true;
       let end = lu.blocks;
       if (map !== undefined) {
-        const ext = await map.call(lu.backend, lba * bs, (lu.blocks - lba) * bs);
+        const ext = await map.call(lu.backend, lba * bs, (lu.blocks - lba) * bs, req.task);
         const stop = lba * bs + ext.length;
         // A block is deallocated only if all of it is a hole: holes round inwards, data outwards.
         mapped = ext.mapped;
@@ -165,8 +168,8 @@ async function getLbaStatus(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResp
       else descs.push([lba, n, mapped ? 0 : 1]);
       lba += n;
     }
-  } catch {
-    return readError();
+  } catch (err) {
+    return readError(err);
   }
   const out = Buffer.alloc(8 + 16 * descs.length);
   out.writeUInt32BE(4 + 16 * descs.length, 0); // PARAMETER DATA LENGTH: bytes after this field

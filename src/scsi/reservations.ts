@@ -9,6 +9,7 @@
  * server committed in between, plan again against its state. A change that cannot be stored is
  * not made. The SPC-2 reservation is per device server and never stored.
  */
+import { withinDeadline } from '../backend/bounded-backend.js';
 import type { DeviceContext, ReservationClass } from './command-table.js';
 import type { ItNexus } from './nexus.js';
 import { persistentReserveIn } from './pr-in.js';
@@ -16,7 +17,7 @@ import { planPersistentReserveOut, type PendingUa } from './pr-out.js';
 import { covers, emptyPrState, type PrState, type Registration } from './pr-state.js';
 import { reservationConflicts } from './reservation-conflicts.js';
 import type { ReservationSnapshot, ReservationStore } from './reservation-store.js';
-import { Asc, SenseKey, good, internalTargetFailure, senseError } from './sense.js';
+import { Asc, SenseKey, good, internalTargetFailure, senseError, storageTimedOut, storageTimeout } from './sense.js';
 import { Spc2Reservation } from './spc2-reservation.js';
 import { ScsiStatus, type ScsiRequest, type ScsiResponse } from './types.js';
 import type { UnitAttentions } from './unit-attention.js';
@@ -27,9 +28,16 @@ const MAX_COMMIT_ATTEMPTS = 8;
 export interface ReservationHost {
   readonly lun: number;
   readonly unitAttentions: UnitAttentions;
+  /**
+   * How long the store has to answer one call during PERSISTENT RESERVE OUT or a refresh (its
+   * files share the LU's mount, which may hang): then the command ends with `storageTimeout`, and a
+   * task aborted meanwhile stops waiting, so task management completes.
+   */
+  readonly storeDeadlineMs: number;
 }
 
 function insufficientResourcesOrFailure(err: unknown): ScsiResponse {
+  if (storageTimedOut(err)) return storageTimeout();
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INSUFFICIENT_REGISTRATION_RESOURCES);
   return internalTargetFailure();
@@ -57,7 +65,7 @@ export class Reservations {
    */
   refresh(): Promise<boolean> {
     return this.serialized(async () => {
-      const s = await this.store.load();
+      const s = await withinDeadline(this.store.load(), this.host.storeDeadlineMs);
       if (s.version === this.snapshot.version) return false;
       this.snapshot = s;
       return true;
@@ -124,16 +132,16 @@ export class Reservations {
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
       let cur: ReservationSnapshot;
       try {
-        cur = await this.store.load();
-      } catch {
-        return internalTargetFailure();
+        cur = await withinDeadline(this.store.load(), this.host.storeDeadlineMs, req.task);
+      } catch (err) {
+        return storageTimedOut(err) ? storageTimeout() : internalTargetFailure();
       }
       this.snapshot = cur;
       const plan = planPersistentReserveOut(req, cur.state, this.store.persistsThroughPowerLoss);
       if ('response' in plan) return plan.response;
       let outcome;
       try {
-        outcome = await this.store.compareAndSwap(cur.version, plan.next);
+        outcome = await withinDeadline(this.store.compareAndSwap(cur.version, plan.next), this.host.storeDeadlineMs, req.task);
       } catch (err) {
         return insufficientResourcesOrFailure(err);
       }

@@ -18,7 +18,7 @@ import {
   senseError,
   writeError,
 } from './sense.js';
-import { ScsiStatus, type AbortWatch, type ScsiRequest, type ScsiResponse } from './types.js';
+import { ScsiStatus, type ScsiRequest, type ScsiResponse, type TaskHandle } from './types.js';
 
 /** Index of the first differing byte, or -1 when equal. */
 function firstDifference(a: Buffer, b: Buffer): number {
@@ -39,22 +39,22 @@ function miscompare(offset: number): ScsiResponse {
  * them. No other write can land between the read and the write.
  */
 async function readModifyWrite(
-  lu: LogicalUnit, lba: number, length: number, durable: boolean, transferLength: number, abort: AbortWatch | undefined,
+  lu: LogicalUnit, lba: number, length: number, durable: boolean, transferLength: number, task: TaskHandle | undefined,
   decide: (medium: Buffer) => Buffer | ScsiResponse,
 ): Promise<ScsiResponse> {
   const bs = lu.blockSize;
-  const release = await lu.locks.acquire(lba, length / bs, true, abort);
+  const release = await lu.locks.acquire(lba, length / bs, true, task);
   try {
     const medium = Buffer.allocUnsafe(length);
     try {
-      await lu.backend.read(medium, lba * bs);
-    } catch {
-      return { ...readError(), transferLength };
+      await lu.backend.read(medium, lba * bs, task);
+    } catch (err) {
+      return { ...readError(err), transferLength };
     }
     const out = decide(medium);
     if (!Buffer.isBuffer(out)) return out;
     try {
-      await lu.backend.write(out, lba * bs, durable);
+      await lu.backend.write(out, lba * bs, durable, task);
     } catch (err) {
       return { ...writeError(err), transferLength };
     }
@@ -93,7 +93,7 @@ async function compareAndWrite(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiR
   const writeData = data!.subarray(blocks * bs);
   const durable = (c[1]! & 0x08) !== 0 || !lu.writeCache;
 
-  return readModifyWrite(lu, lba, blocks * bs, durable, transferLength, req.abort, (medium) => {
+  return readModifyWrite(lu, lba, blocks * bs, durable, transferLength, req.task, (medium) => {
     const at = firstDifference(medium, verifyData);
     return at >= 0 ? { ...miscompare(at), transferLength } : writeData;
   });
@@ -109,7 +109,7 @@ async function orwrite16(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiRespons
   if (!Buffer.isBuffer(data)) return data;
   const n = data.length;
 
-  return readModifyWrite(lu, w.lba, n, w.durable, w.transferLength, req.abort, (medium) => {
+  return readModifyWrite(lu, w.lba, n, w.durable, w.transferLength, req.task, (medium) => {
     for (let i = 0; i < n; i++) medium[i]! |= data[i]!;
     return medium;
   });
@@ -134,18 +134,18 @@ async function writeAndVerify(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiRe
   const bs = lu.blockSize;
   const n = data.length;
 
-  const release = await lu.locks.acquire(lba, n / bs, true, req.abort);
+  const release = await lu.locks.acquire(lba, n / bs, true, req.task);
   try {
     try {
-      await lu.backend.write(data, lba * bs, true);
+      await lu.backend.write(data, lba * bs, true, req.task);
     } catch (err) {
       return { ...writeError(err), transferLength };
     }
     const medium = Buffer.allocUnsafe(n);
     try {
-      await lu.backend.read(medium, lba * bs);
-    } catch {
-      return { ...readError(), transferLength };
+      await lu.backend.read(medium, lba * bs, req.task);
+    } catch (err) {
+      return { ...readError(err), transferLength };
     }
     if (bytchk === 1) {
       const at = firstDifference(medium, data);

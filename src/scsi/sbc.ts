@@ -17,7 +17,7 @@ import {
   senseError,
   writeError,
 } from './sense.js';
-import { ScsiStatus, type AbortWatch, type DataOutStream, type ScsiRequest, type ScsiResponse } from './types.js';
+import { ScsiStatus, type DataOutStream, type ScsiRequest, type ScsiResponse, type TaskHandle } from './types.js';
 
 // --- READ ----------------------------------------------------------------------------------
 
@@ -34,14 +34,14 @@ function read(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiRes
   if (len === 0) return { status: ScsiStatus.Good, transferLength: full };
   const offered = req.dataInBuffer;
   const buf = offered !== undefined && offered.length >= len ? offered.subarray(0, len) : Buffer.allocUnsafe(len);
-  return readInto(lu, buf, lba * lu.blockSize, full);
+  return readInto(lu, buf, lba * lu.blockSize, full, req.task);
 }
 
-async function readInto(lu: LogicalUnit, buf: Buffer, offset: number, transferLength: number): Promise<ScsiResponse> {
+async function readInto(lu: LogicalUnit, buf: Buffer, offset: number, transferLength: number, task: TaskHandle | undefined): Promise<ScsiResponse> {
   try {
-    await lu.backend.read(buf, offset);
-  } catch {
-    return readError();
+    await lu.backend.read(buf, offset, task);
+  } catch (err) {
+    return readError(err);
   }
   return transferLength === buf.length ? { status: ScsiStatus.Good, data: buf } : { status: ScsiStatus.Good, data: buf, transferLength };
 }
@@ -52,21 +52,21 @@ async function readInto(lu: LogicalUnit, buf: Buffer, offset: number, transferLe
 function write(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiResponse> {
   const w = openWrite(lu, req.cdb);
   if ('status' in w) return w;
-  if (req.dataOutStream !== undefined) return writeStream(lu, req.dataOutStream, w, req.abort);
+  if (req.dataOutStream !== undefined) return writeStream(lu, req.dataOutStream, w, req.task);
   const data = writeData(w, req.dataOut, lu.blockSize);
   if (!Buffer.isBuffer(data)) return data;
-  return writeFrom(lu, data, w.lba * lu.blockSize, w.durable, w.transferLength, req.abort);
+  return writeFrom(lu, data, w.lba * lu.blockSize, w.durable, w.transferLength, req.task);
 }
 
 async function writeFrom(
-  lu: LogicalUnit, buf: Buffer, offset: number, durable: boolean, transferLength: number, abort: AbortWatch | undefined,
+  lu: LogicalUnit, buf: Buffer, offset: number, durable: boolean, transferLength: number, task: TaskHandle | undefined,
 ): Promise<ScsiResponse> {
   // Shared range lock: concurrent writes proceed, but never inside a COMPARE AND WRITE (or other
   // read-modify-write) of an overlapping range. Uncontended, this returns synchronously.
-  let release = lu.locks.acquire(offset / lu.blockSize, buf.length / lu.blockSize, false, abort);
+  let release = lu.locks.acquire(offset / lu.blockSize, buf.length / lu.blockSize, false, task);
   if (typeof release !== 'function') release = await release;
   try {
-    await lu.backend.write(buf, offset, durable);
+    await lu.backend.write(buf, offset, durable, task);
   } catch (err) {
     return writeError(err);
   } finally {
@@ -83,7 +83,7 @@ async function writeFrom(
  * fdatasync at the end, before status (SBC-3 WRITE(10) FUA). Only whole blocks that fit the
  * transfer are written (iSCSI EDTL may differ from the CDB's transfer length, as with `usableBytes`).
  */
-async function writeStream(lu: LogicalUnit, stream: DataOutStream, w: OpenedWrite, abort: AbortWatch | undefined): Promise<ScsiResponse> {
+async function writeStream(lu: LogicalUnit, stream: DataOutStream, w: OpenedWrite, task: TaskHandle | undefined): Promise<ScsiResponse> {
   const { lba, durable, transferLength } = w;
   const bs = lu.blockSize;
   const limit = Math.min(transferLength, stream.length);
@@ -97,17 +97,17 @@ async function writeStream(lu: LogicalUnit, stream: DataOutStream, w: OpenedWrit
       const usable = Math.min(bytes, limit - pos);
       if (usable > 0) {
         const first = Math.floor(pos / bs);
-        let release = lu.locks.acquire(lba + first, Math.ceil((pos + usable) / bs) - first, false, abort);
+        let release = lu.locks.acquire(lba + first, Math.ceil((pos + usable) / bs) - first, false, task);
         if (typeof release !== 'function') release = await release;
         try {
-          await lu.backend.write(usable === bytes ? pieces : leadingBytes(pieces, usable), base + pos, false);
+          await lu.backend.write(usable === bytes ? pieces : leadingBytes(pieces, usable), base + pos, false, task);
         } finally {
           release();
         }
       }
       pos += bytes;
     }
-    if (durable) await lu.backend.flush();
+    if (durable) await lu.backend.flush(task);
   } catch (err) {
     return { ...writeError(err), transferLength };
   }
@@ -152,16 +152,16 @@ function verify(lu: LogicalUnit, req: ScsiRequest): ScsiResponse | Promise<ScsiR
     expected = data.subarray(0, bs);
     compareBlocks = blocks;
   }
-  return compare(lu, lba, compareBlocks, expected);
+  return compare(lu, lba, compareBlocks, expected, req.task);
 }
 
-export async function compare(lu: LogicalUnit, lba: number, blocks: number, expected: Buffer): Promise<ScsiResponse> {
+async function compare(lu: LogicalUnit, lba: number, blocks: number, expected: Buffer, task: TaskHandle | undefined): Promise<ScsiResponse> {
   const bs = lu.blockSize;
   const medium = Buffer.allocUnsafe(blocks * bs);
   try {
-    await lu.backend.read(medium, lba * bs);
-  } catch {
-    return readError();
+    await lu.backend.read(medium, lba * bs, task);
+  } catch (err) {
+    return readError(err);
   }
   const step = expected.length;
   for (let o = 0; o < medium.length; o += step) {
@@ -208,10 +208,10 @@ function readCapacity16(lu: LogicalUnit, req: ScsiRequest): ScsiResponse {
  * block. The whole file is flushed (fdatasync has no range). IMMED is accepted but status is
  * still returned after the flush, so a failure is never hidden behind an early GOOD.
  */
-async function syncCache(lu: LogicalUnit, lba: number, blocks: number): Promise<ScsiResponse> {
+async function syncCache(lu: LogicalUnit, lba: number, blocks: number, task: TaskHandle | undefined): Promise<ScsiResponse> {
   if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
   try {
-    await lu.backend.flush();
+    await lu.backend.flush(task);
   } catch (err) {
     return writeError(err);
   }
@@ -220,11 +220,11 @@ async function syncCache(lu: LogicalUnit, lba: number, blocks: number): Promise<
 
 function syncCache10(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
   const c = req.cdb;
-  return syncCache(lu, c.readUInt32BE(2), c.readUInt16BE(7));
+  return syncCache(lu, c.readUInt32BE(2), c.readUInt16BE(7), req.task);
 }
 function syncCache16(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiResponse> {
   const c = req.cdb;
-  return syncCache(lu, readU64(c, 2), c.readUInt32BE(10));
+  return syncCache(lu, readU64(c, 2), c.readUInt32BE(10), req.task);
 }
 
 /**
@@ -237,7 +237,7 @@ async function startStopUnit(lu: LogicalUnit, req: ScsiRequest): Promise<ScsiRes
   const stop = (b4 & 0xf0) === 0 && (b4 & 0x01) === 0 && (b4 & 0x04) === 0;
   if (stop) {
     try {
-      await lu.backend.flush();
+      await lu.backend.flush(req.task);
     } catch (err) {
       return writeError(err);
     }

@@ -54,7 +54,7 @@ export class ScsiDevice implements DeviceContext {
   /** Run a pending task in the device server. Never rejects: every failure is a CHECK CONDITION. */
   run(task: Task, payload: TaskPayload): Promise<ScsiResponse> {
     task.state = 'running';
-    const req: ScsiRequest = { nexus: task.nexus, lun: task.lun, cdb: task.cdb, abort: task, ...payload };
+    const req: ScsiRequest = { nexus: task.nexus, lun: task.lun, cdb: task.cdb, task, ...payload };
     const lu = this.units.get(task.lun);
     let response: Promise<ScsiResponse>;
     if (lu !== undefined) response = lu.execute(req, this);

@@ -19,6 +19,7 @@ export const SenseKey = {
 export const Asc = {
   NO_ADDITIONAL_SENSE: 0x0000,
   LOGICAL_UNIT_NOT_READY_MANUAL_INTERVENTION_REQUIRED: 0x0403,
+  LOGICAL_UNIT_COMMUNICATION_TIME_OUT: 0x0801,
   UNREACHABLE_COPY_TARGET: 0x0804,
   COPY_TARGET_DEVICE_NOT_REACHABLE: 0x0d02,
   WRITE_ERROR: 0x0c00,
@@ -182,8 +183,25 @@ export function internalTargetFailure(): ScsiResponse {
   return senseError(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE);
 }
 
-/** Backend read failure: MEDIUM ERROR / UNRECOVERED READ ERROR (SBC-3 §4.13 / SPC-4 Table 28). */
-export function readError(): ScsiResponse {
+/** Whether a backend failure is the storage not answering in time (bounded-backend.ts, or the file system's own ETIMEDOUT). */
+export function storageTimedOut(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 'ETIMEDOUT';
+}
+
+/**
+ * The storage did not answer in time: NOT READY / LOGICAL UNIT COMMUNICATION TIME-OUT (SPC-4
+ * §4.5.6: NOT READY, "the logical unit is not accessible"; 08h/01h). Not MEDIUM ERROR: nothing is
+ * known about the medium, and Linux fails a MEDIUM ERROR up to the file system while it treats this
+ * as a path error, which dm-multipath retries on another path. LIO answers its backends' time-outs
+ * with NOT READY too (08h/00h).
+ */
+export function storageTimeout(): ScsiResponse {
+  return senseError(SenseKey.NOT_READY, Asc.LOGICAL_UNIT_COMMUNICATION_TIME_OUT);
+}
+
+/** Backend read failure: MEDIUM ERROR / UNRECOVERED READ ERROR (SBC-3 §4.13 / SPC-4 Table 28), or `storageTimeout`. */
+export function readError(err?: unknown): ScsiResponse {
+  if (storageTimedOut(err)) return storageTimeout();
   return senseError(SenseKey.MEDIUM_ERROR, Asc.UNRECOVERED_READ_ERROR);
 }
 
@@ -193,9 +211,11 @@ export function readError(): ScsiResponse {
  * (logical block provisioning, resource exhaustion) specifies for a write that cannot get backing
  * storage — what LIO reports too. Anything else (EIO, a failed fdatasync) is MEDIUM ERROR /
  * WRITE ERROR: the data did not reach the medium (SPC-4 §4.5.6: MEDIUM ERROR covers flaws in the
- * medium or recorded data); never GOOD.
+ * medium or recorded data); never GOOD. A write the storage did not answer in time is
+ * `storageTimeout`: it may still land, so it is not reported done either.
  */
 export function writeError(err: unknown): ScsiResponse {
+  if (storageTimedOut(err)) return storageTimeout();
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return senseError(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);

@@ -1,5 +1,5 @@
 import type { ItNexus } from './nexus.js';
-import type { AbortWatch } from './types.js';
+import type { TaskHandle } from './types.js';
 
 /**
  * Called when task management (or I_T nexus loss) aborts a task. `reportStatus`: the transport
@@ -14,15 +14,20 @@ export type AbortListener = (reportStatus: boolean) => void;
  * `pending` until the transport hands it to the device server, `running` inside it, `done` once
  * it has completed or been aborted.
  */
-export class Task implements AbortWatch {
+export class Task implements TaskHandle {
   state: 'pending' | 'running' | 'done' = 'pending';
+  /**
+   * A backend call of this task was given up on while its system call still held the task's
+   * buffers (data-in, write data): the transport drops them instead of reusing them.
+   */
+  buffersPinned = false;
   /** Ended by task management or nexus loss: its outcome is not reported as the command's. */
   aborted = false;
   /** With `aborted`: answer TASK ABORTED (TAS) instead of nothing. */
   reportAborted = false;
   /** Settles when a running task has left the device server. */
   execution: Promise<unknown> | null = null;
-  /** Handlers waiting inside the device server (range locks) that stop when the task is aborted. */
+  /** Handlers waiting inside the device server (range locks, backend calls) that stop when the task is aborted. */
   private abortListeners: Array<() => void> | null = null;
 
   constructor(
@@ -39,6 +44,10 @@ export class Task implements AbortWatch {
       const i = list === null ? -1 : list.indexOf(listener);
       if (i >= 0) list!.splice(i, 1);
     };
+  }
+
+  pinBuffers(): void {
+    this.buffersPinned = true;
   }
 
   /** Marks the task aborted and tells the handlers waiting inside the device server. */

@@ -35,8 +35,8 @@ export interface ScsiRequest {
    * again once the handler has answered.
    */
   readonly dataInBuffer?: Buffer;
-  /** The task's abort state, for handlers that wait (range locks): they stop when it is aborted. */
-  readonly abort?: AbortWatch;
+  /** The task the request runs as: handlers pass it to what they wait for (range locks, backend calls). */
+  readonly task?: TaskHandle;
 }
 
 /** Whether task management has aborted a task, and a way to hear of it (SAM-5 §7). */
@@ -44,6 +44,15 @@ export interface AbortWatch {
   readonly aborted: boolean;
   /** Calls `listener` once when the task is aborted; the returned function stops watching. */
   whenAborted(listener: () => void): () => void;
+}
+
+/**
+ * The task a request runs as, as its handler sees it: what waits inside the device server stops
+ * when it is aborted, and a backend call given up on (deadline, abort) pins the request's buffers,
+ * which its system call may still read or fill (the transport then never reuses them).
+ */
+export interface TaskHandle extends AbortWatch {
+  pinBuffers(): void;
 }
 
 export interface ScsiResponse {

@@ -21,9 +21,10 @@ import {
   invalidFieldInParameterList,
   parameterListLengthError,
   senseError,
+  storageTimedOut,
 } from './sense.js';
 import type { ItNexus } from './nexus.js';
-import type { ScsiRequest, ScsiResponse } from './types.js';
+import type { ScsiRequest, ScsiResponse, TaskHandle } from './types.js';
 
 export const XCOPY_LIMITS = {
   /** MAXIMUM CSCD DESCRIPTOR COUNT. */
@@ -189,7 +190,7 @@ async function extendedCopy(lu: LogicalUnit, req: ScsiRequest, dev: DeviceContex
     plans.push(plan);
   }
   for (let i = 0; i < plans.length; i++) {
-    const asc = await copySegment(plans[i]!, req.nexus, status);
+    const asc = await copySegment(plans[i]!, req.nexus, status, req.task);
     if (asc !== undefined) return abort(asc, i);
     status.segmentsProcessed++;
   }
@@ -239,10 +240,10 @@ function copyTargetsRefusal(plan: SegmentPlan, nexus: ItNexus): ScsiResponse | u
 /**
  * Copy one segment in chunks, each written under the destination's shared range lock over exactly
  * the destination blocks it writes. The copy targets' access is checked again before each chunk,
- * so a reservation preempted or an access state changed mid-copy stops it. Returns the ASC of the
- * COPY ABORTED on failure.
+ * so a reservation preempted or an access state changed mid-copy stops it; so does aborting the
+ * task while it waits for a range lock (SAM-5 §7.2). Returns the ASC of the COPY ABORTED on failure.
  */
-async function copySegment(plan: SegmentPlan, nexus: ItNexus, status: CopyStatus): Promise<number | undefined> {
+async function copySegment(plan: SegmentPlan, nexus: ItNexus, status: CopyStatus, task: TaskHandle | undefined): Promise<number | undefined> {
   const { src, dst, bytes } = plan;
   const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, bytes));
   for (let done = 0; done < bytes; ) {
@@ -251,16 +252,16 @@ async function copySegment(plan: SegmentPlan, nexus: ItNexus, status: CopyStatus
     const chunk = n === buf.length ? buf : buf.subarray(0, n);
     if (copyTargetsRefusal(plan, nexus) !== undefined) return Asc.COPY_TARGET_DEVICE_NOT_REACHABLE;
     try {
-      await src.backend.read(chunk, plan.srcOffset + done);
-    } catch {
-      return Asc.UNRECOVERED_READ_ERROR;
+      await src.backend.read(chunk, plan.srcOffset + done, task);
+    } catch (err) {
+      return storageTimedOut(err) ? Asc.LOGICAL_UNIT_COMMUNICATION_TIME_OUT : Asc.UNRECOVERED_READ_ERROR;
     }
     const at = plan.dstOffset + done;
-    const release = await dst.locks.acquire(at / dst.blockSize, n / dst.blockSize, false);
+    const release = await dst.locks.acquire(at / dst.blockSize, n / dst.blockSize, false, task);
     try {
-      await dst.backend.write(chunk, at, !dst.writeCache);
-    } catch {
-      return Asc.WRITE_ERROR;
+      await dst.backend.write(chunk, at, !dst.writeCache, task);
+    } catch (err) {
+      return storageTimedOut(err) ? Asc.LOGICAL_UNIT_COMMUNICATION_TIME_OUT : Asc.WRITE_ERROR;
     } finally {
       release();
     }

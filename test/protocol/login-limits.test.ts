@@ -108,6 +108,48 @@ describe('login text limits (RFC 7143 §6.1, §4.2.7.1)', () => {
   });
 });
 
+describe('connections that never finish their login (iscsi.maxPendingLogins, maxPendingLoginsPerAddress, loginTimeout)', () => {
+  let small: RunningServer;
+  beforeAll(async () => {
+    small = await startInProcessServer({ iscsi: { maxPendingLogins: 5, maxPendingLoginsPerAddress: 3, loginTimeout: 2 } });
+  });
+  afterAll(async () => { await small.stop(); });
+
+  /** Connections from `address` that stall: some send nothing, some stop after their first Login Request. */
+  async function stallers(address: string, n: number): Promise<TestInitiator[]> {
+    const out: TestInitiator[] = [];
+    for (let i = 0; i < n; i++) {
+      const ini = await TestInitiator.connect(small.port, '127.0.0.1', address);
+      if (i % 2 === 1) await ini.sendPdu(loginHeader({ csg: 0 }), encodeText([['InitiatorName', 'iqn.2007-10.com.example:stalls'], ['TargetName', TEST_TARGET], ['AuthMethod', 'None']]));
+      out.push(ini);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    return out;
+  }
+  const logsIn = async (address: string, isid: number): Promise<boolean> => {
+    const ini = await TestInitiator.connect(small.port, '127.0.0.1', address);
+    const r = await ini.login({ isid: Buffer.from([0x80, 0, 0, 0, 0x31, isid]) }).catch(() => ({ status: -1 }));
+    ini.close();
+    return r.status === 0;
+  };
+
+  it('hold their slots only until the login timeout, and other initiators log in meanwhile', async () => {
+    const t0 = Date.now();
+    const a = await stallers('127.0.0.2', 3);
+    // A fourth from that address is refused; another host still logs in.
+    const fourth = await TestInitiator.connect(small.port, '127.0.0.1', '127.0.0.2');
+    expect(await fourth.waitClosed(1000)).toBe(true);
+    expect(await logsIn('127.0.0.1', 1)).toBe(true);
+    // Two more hosts fill the server's slots: now nobody gets in until the login timeout frees them.
+    const b = await stallers('127.0.0.3', 2);
+    expect(await logsIn('127.0.0.4', 2)).toBe(false);
+    for (const ini of [...a, ...b]) expect(await ini.waitClosed(2000 + 2000 - (Date.now() - t0)), 'closed by the 2 s login timeout').toBe(true);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1900);
+    expect(await logsIn('127.0.0.4', 3)).toBe(true);
+    expect(await logsIn('127.0.0.2', 4), 'the stalled address has its slots back').toBe(true);
+  });
+});
+
 describe('Login Responses longer than 8192 bytes (RFC 7143 §11.13.3, §13.12)', () => {
   it('are split with the C bit and continued on the initiator\'s empty Login Requests', async () => {
     const ini = await TestInitiator.connect(srv.port);

@@ -186,17 +186,8 @@ describe('sessions', () => {
 });
 
 describe('task management (RFC 7143 §11.5)', () => {
-  function tmf(ini: TestInitiator, fn: number, refItt = 0xffffffff, refCmdSN = 0): Buffer {
-    const h = Buffer.alloc(48);
-    h[0] = 0x40 | Opcode.TaskMgmtRequest;
-    h[1] = 0x80 | fn;
-    h.writeUInt32BE(ini.itt++, 16);
-    h.writeUInt32BE(refItt, 20);
-    h.writeUInt32BE(ini.cmdSN, 24);
-    h.writeUInt32BE(ini.expStatSN, 28);
-    h.writeUInt32BE(refCmdSN, 32);
-    return h;
-  }
+  const tmf = (ini: TestInitiator, fn: number, refItt?: number, refCmdSN?: number): Buffer =>
+    ini.tmfHeader(fn, { ...(refItt !== undefined ? { refItt } : {}), ...(refCmdSN !== undefined ? { refCmdSN } : {}) });
 
   it('ABORT TASK ends a write waiting for data; the session goes on', async () => {
     const ini = await loggedIn({ keys: { InitialR2T: 'Yes', ImmediateData: 'No' } });

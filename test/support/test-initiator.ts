@@ -60,9 +60,10 @@ export class TestInitiator {
     socket.on('error', () => {});
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<TestInitiator> {
+  /** Connect to the target; `localAddress` picks the source address (e.g. 127.0.0.2: another host). */
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<TestInitiator> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host }, () => resolve(new TestInitiator(s)));
+      const s = net.connect({ port, host, ...(localAddress !== undefined ? { localAddress } : {}) }, () => resolve(new TestInitiator(s)));
       s.setNoDelay(true);
       s.once('error', reject);
     });
@@ -193,6 +194,23 @@ export class TestInitiator {
     if (!opts.immediate) this.cmdSN = (this.cmdSN + 1) >>> 0;
     h.writeUInt32BE(this.expStatSN, 28);
     cdb.copy(h, 32, 0, Math.min(16, cdb.length));
+    return h;
+  }
+
+  /**
+   * Task Management Function Request BHS (RFC 7143 §11.5): function `fn` (1 ABORT TASK, 5 LOGICAL
+   * UNIT RESET, …) on `lun`, for ABORT TASK the referenced task's ITT and CmdSN. Immediate.
+   */
+  tmfHeader(fn: number, o: { refItt?: number; refCmdSN?: number; lun?: number } = {}): Buffer {
+    const h = Buffer.alloc(48);
+    h[0] = 0x40 | Opcode.TaskMgmtRequest;
+    h[1] = 0x80 | fn;
+    h[9] = o.lun ?? 0;
+    h.writeUInt32BE(this.itt++, 16);
+    h.writeUInt32BE(o.refItt ?? 0xffffffff, 20);
+    h.writeUInt32BE(this.cmdSN, 24);
+    h.writeUInt32BE(this.expStatSN, 28);
+    h.writeUInt32BE(o.refCmdSN ?? 0, 32);
     return h;
   }
 
@@ -342,14 +360,19 @@ export class TestInitiator {
     return decodeText(Buffer.concat(out));
   }
 
-  async logout(): Promise<Pdu | null> {
+  /** Logout Request BHS, reason 0: close the session (RFC 7143 §11.14). Immediate. */
+  logoutHeader(): Buffer {
     const h = Buffer.alloc(48);
     h[0] = 0x40 | Opcode.LogoutRequest;
-    h[1] = 0x80; // reason 0: close the session
+    h[1] = 0x80;
     h.writeUInt32BE(this.itt++, 16);
     h.writeUInt32BE(this.cmdSN, 24);
     h.writeUInt32BE(this.expStatSN, 28);
-    await this.sendPdu(h);
+    return h;
+  }
+
+  async logout(): Promise<Pdu | null> {
+    await this.sendPdu(this.logoutHeader());
     return this.next();
   }
 

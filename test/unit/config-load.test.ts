@@ -101,6 +101,8 @@ describe('parseConfig: defaults', () => {
       authBackoffInitial: 1,
       authBackoffMax: 60,
       maxDataInFlight: 64 * 1024 * 1024,
+      backendTimeout: 43,
+      backendCallsPerLun: 32,
     });
   });
 

@@ -47,6 +47,7 @@ export function makeLu(o: TestLuOptions = {}): { lu: LogicalUnit; mem: MemoryBac
     targetName: o.targetName ?? 'iqn.2024-01.test:target',
     ...(o.targetPortalGroupTag !== undefined ? { targetPortalGroupTag: o.targetPortalGroupTag } : {}),
     ...(o.reservationStore !== undefined ? { reservationStore: o.reservationStore } : {}),
+    ...(o.callBounds !== undefined ? { callBounds: o.callBounds } : {}),
   });
   return { lu, mem };
 }
@@ -121,7 +122,7 @@ export function fieldPointer(s: Buffer): { cd: boolean; byte: number; bit?: numb
     : { cd: (s[15]! & 0x40) !== 0, byte: s.readUInt16BE(16) };
 }
 
-export const KEY = { NO_SENSE: 0, MEDIUM_ERROR: 3, HARDWARE_ERROR: 4, ILLEGAL_REQUEST: 5, UNIT_ATTENTION: 6, DATA_PROTECT: 7, MISCOMPARE: 0x0e };
+export const KEY = { NO_SENSE: 0, NOT_READY: 2, MEDIUM_ERROR: 3, HARDWARE_ERROR: 4, ILLEGAL_REQUEST: 5, UNIT_ATTENTION: 6, DATA_PROTECT: 7, MISCOMPARE: 0x0e };
 
 export function u32(n: number): number[] {
   return [(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];

@@ -3,29 +3,40 @@
 // given up leaves the queue so those behind it are granted.
 import { describe, expect, it } from 'vitest';
 import { RangeLock, LockWaitAborted } from '../../src/scsi/range-lock.js';
-import { cdb, clearUa, makeDevice, nexus, u32 } from './scsi-helpers.js';
+import { cdb, clearUa, makeDevice, nexus, u16, u32, u64 } from './scsi-helpers.js';
+import { b2b, cscd, paramList, xcopy } from './xcopy-helpers.js';
 
 const write10 = (lba: number, blocks: number) => cdb([0x2a, 0, ...u32(lba), 0, 0, blocks, 0]);
 const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
   Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))]);
 
 describe('range lock waits and task management', () => {
-  it('ABORT TASK of a WRITE waiting for an overlapping exclusive lock resolves at once; nothing is written', async () => {
-    const { dev, lu, mem } = makeDevice();
+  // WRITE, UNMAP, WRITE SAME and EXTENDED COPY take the shared lock: a task aborted while it waits
+  // for it (a COMPARE AND WRITE holds an overlapping range) leaves at once, and writes nothing.
+  const NAA = '6001405abcdef0123456789abcdef012';
+  const unmapList = Buffer.from([0, 22, 0, 16, 0, 0, 0, 0, ...u64(0), ...u32(8), 0, 0, 0, 0]);
+  const copyList = paramList([cscd(NAA, 512)], [b2b(0, 0, 8, 16, 0)]);
+  it.each([
+    ['WRITE(10)', write10(0, 1), Buffer.alloc(512, 0xee)],
+    ['UNMAP', cdb([0x42, 0, 0, 0, 0, 0, 0, ...u16(unmapList.length), 0]), unmapList],
+    ['WRITE SAME(16)', cdb([0x93, 0, ...u64(0), ...u32(8), 0, 0]), Buffer.alloc(512, 0xee)],
+    ['EXTENDED COPY', xcopy(copyList.length), copyList],
+  ])('ABORT TASK of %s waiting for an overlapping exclusive lock resolves at once; nothing is written', async (_name, c, dataOut) => {
+    const { dev, lu, mem } = makeDevice({ naa: NAA });
+    mem.data.fill(0x55, 0, 8 * 512); // what the command would overwrite
+    mem.data.fill(0xee, 16 * 512, 24 * 512); // what the copy would copy
     const A = nexus('a');
     await clearUa(dev, A);
-    const hold = lu.locks.acquire(0, 8, true) as () => void; // a COMPARE AND WRITE in progress
-    const task = dev.createTask(A, 0, write10(0, 1), () => {});
-    const response = dev.run(task, { dataOut: Buffer.alloc(512, 0xee), dataInLength: 0 });
+    const hold = lu.locks.acquire(0, 8, true) as () => void;
+    const task = dev.createTask(A, 0, c, () => {});
+    const response = dev.run(task, { dataOut, dataInLength: 0 });
     await new Promise((r) => setTimeout(r, 20));
     expect(task.state).toBe('running');
     expect(await within(dev.abortTask(A, task), 500)).toBe('complete');
     await response;
     hold();
     await new Promise((r) => setTimeout(r, 20));
-    const back = Buffer.alloc(512);
-    await mem.read(back, 0);
-    expect(back.equals(Buffer.alloc(512))).toBe(true);
+    expect(mem.data.subarray(0, 8 * 512).equals(Buffer.alloc(8 * 512, 0x55))).toBe(true);
     expect(lu.locks.size).toBe(0);
   });
 
