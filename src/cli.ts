@@ -17,6 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import yargs from 'yargs';
+import { configFileOf, hasInlineSecrets } from './config/config-file-of.js';
 import { ConfigError, configWarnings, embeddedDefaultConfig, loadConfigFile, maskSecrets } from './config/load.js';
 import { assertOnItsVolume, volumeOptionWarnings } from './cluster/volume-options.js';
 import { configJsonSchema, LOG_LEVELS, type LogLevel } from './config/schema.js';
@@ -177,8 +178,11 @@ async function check(configFile: string, io: CliIo): Promise<number> {
     io.stderr(`error: ${(e as Error).message}\n`);
     return 1;
   }
-  io.stdout(`${JSON.stringify(maskSecrets(config), null, 2)}\n`);
+  io.stdout(`${JSON.stringify(maskSecrets(configFileOf(config)), null, 2)}\n`);
   for (const w of configWarnings(config)) io.stderr(`warning: ${w}\n`);
+  if (hasInlineSecrets(config)) {
+    io.stderr('note: inline CHAP secrets are printed as "***": put them back (or use secretFile/secretEnv) before serving this output\n');
+  }
   for (const w of await volumeOptionWarnings(lunPathsOf(config))) io.stderr(`warning: ${w}\n`);
   // What serve would refuse: a LUN file off its gluster volume (never served from the local disk).
   let misplaced = 0;

@@ -150,6 +150,54 @@ describe('check', () => {
     expect(out.stderr).toMatch(/^warning: targets\[0\] iqn\.2016-06\.org\.gluster:node1: any initiator may log in/);
   });
 
+  it('prints a config file that serve and check accept, meaning the same configuration', async () => {
+    await writeFile(path.join(dir, 'chap.secret'), 'hunter2hunter2\n');
+    const file = await writeConfig('roundtrip.json', {
+      portals: ['127.0.0.1:3261', { address: '[::1]:3262', advertise: '10.0.2.100', tpgt: 7 }],
+      targets: [{
+        iqn: 'iqn.2016-06.org.gluster:node1', alias: 'store',
+        luns: [{ lun: 0, path: 'lun0.img', size: '1G', create: true }, { lun: 3, path: 'lun3.img', readOnly: true, blockSize: 4096 }],
+        acl: [{ initiator: 'iqn.1994-05.com.redhat:abc', chap: { username: 'u', secretFile: 'chap.secret' } }],
+      }],
+      discovery: { chap: { username: 'd', secretEnv: 'DISC_SECRET' } },
+      iscsi: { cmdWindow: 64 },
+      metrics: {},
+      controlSocket: 'ctl.sock',
+    });
+    const env = { DISC_SECRET: 'discovery-secret-1' };
+    const first = harness({ env });
+    expect(await runCli(['check', '--config', file], first.io)).toBe(0);
+    const printed = JSON.parse(first.out.stdout) as Record<string, any>;
+    // The file format's names, not the effective config's (sizeBytes, host/port).
+    expect(printed.targets[0].luns[0].size).toBe(2 ** 30);
+    expect(first.out.stdout).not.toMatch(/sizeBytes|"host"|"port"/);
+    expect(printed.portals).toEqual(['127.0.0.1:3261', { address: '[::1]:3262', advertise: '10.0.2.100:3262', tpgt: 7 }]);
+    expect(printed.metrics).toEqual({ address: '127.0.0.1:9260' });
+    expect(printed.controlSocket).toBe(path.join(dir, 'ctl.sock'));
+
+    // check accepts its own output, and prints it unchanged.
+    const again = await writeConfig('roundtrip-out.json', first.out.stdout);
+    const second = harness({ env });
+    expect(await runCli(['check', '--config', again], second.io)).toBe(0);
+    expect(second.out.stdout).toBe(first.out.stdout);
+
+    // serve runs it as the same configuration as the original file.
+    const served: EffectiveConfig[] = [];
+    for (const f of [file, again]) {
+      const h = harness({ env, loadServer: fakeModule(), onServing: () => h.out.signals.emit('SIGTERM') });
+      expect(await runCli(['serve', '--config', f], h.io), JSON.stringify(h.out.logs)).toBe(0);
+      served.push(FakeServer.last!.config);
+    }
+    expect(served[1]).toEqual(served[0]);
+  });
+
+  it('says that masked inline secrets must be put back', async () => {
+    const file = await writeConfig('inline.json', validConfig());
+    const { io, out } = harness();
+    expect(await runCli(['check', '--config', file], io)).toBe(0);
+    expect(out.stderr).toMatch(/inline CHAP secrets are printed as "\*\*\*"/);
+  });
+
   it('prints each issue on its own line and exits 2', async () => {
     const file = await writeConfig('bad.json', {
       targets: [{ iqn: 'foo', luns: [{ lun: 0, path: '/a', size: '8X' }] }],
