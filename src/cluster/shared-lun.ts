@@ -172,6 +172,12 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     return this.role === 'owner';
   }
 
+  /** The node serving the LUN's I/O as this server last saw it: itself, or a peer with a fresh heartbeat; undefined while none does. */
+  get ownerNode(): string | undefined {
+    if (this.role === 'owner') return this.node.name;
+    return this.view.peers().find((p) => p.beat.role === 'owner' && p.age < this.timing.staleMs)?.beat.node;
+  }
+
   private schedule(): void {
     if (this.closed) return;
     this.timer = setTimeout(() => {

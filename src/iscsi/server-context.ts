@@ -24,6 +24,8 @@ export interface ServerContext {
   establish(conn: Connection, outcome: LoginOutcome): Promise<Session>;
   checkExistingSession(tsih: number, cid: number, initiatorName: string, isid: string, target: TargetNode | null): void;
   loginCompleted(conn: Connection, session: Session): void;
+  /** A login ended without a session: `reason` as LoginCounters counts it. */
+  loginRefused(conn: Connection, reason: string): void;
   logoutCompleted(conn: Connection): void;
   connectionClosed(conn: Connection): void;
   cidOf(conn: Connection): number;

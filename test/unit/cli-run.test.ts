@@ -30,6 +30,7 @@ function harness(overrides: Partial<CliIo> = {}): { io: Partial<CliIo>; out: Cap
     stderr: (t) => void (out.stderr += t),
     env: {},
     cwd: dir,
+    stdoutIsTerminal: false,
     signals: out.signals,
     exit: (code) => void out.exits.push(code),
     logDestination: { write: (line: string) => void out.logs.push(JSON.parse(line) as Record<string, unknown>) },
