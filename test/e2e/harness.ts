@@ -636,9 +636,9 @@ export class QemuIoSession {
     this.child.on('exit', () => { this.exited = true; live.delete(this.child); });
   }
 
-  /** Opens `target` (a URL, or an --image-opts string when imageOpts is set). */
-  static async open(target: string, opts: { imageOpts?: boolean; cache?: string; timeoutMs?: number } = {}): Promise<QemuIoSession> {
-    const args = opts.imageOpts ? ['--image-opts', '-t', opts.cache ?? 'none', target] : ['-f', 'raw', '-t', opts.cache ?? 'none', target];
+  /** Opens `target` (a URL, or an --image-opts string when imageOpts is set); `readOnly` for a write-protected LUN. */
+  static async open(target: string, opts: { imageOpts?: boolean; cache?: string; timeoutMs?: number; readOnly?: boolean } = {}): Promise<QemuIoSession> {
+    const args = [...(opts.readOnly ? ['-r'] : []), ...(opts.imageOpts ? ['--image-opts'] : ['-f', 'raw']), '-t', opts.cache ?? 'none', target];
     const s = new QemuIoSession(args);
     await s.untilPrompt(opts.timeoutMs ?? 15_000);
     return s;

@@ -122,6 +122,28 @@ describe('general options', () => {
     expect(sub.out.stdout).toContain('--data-dir');
   });
 
+  it('--help points to the config reference, which exists', async () => {
+    const { io, out } = harness();
+    expect(await runCli(['--help'], io)).toBe(0);
+    expect(out.stdout).toContain('README.md, section "Configuration"');
+    expect(out.stdout).toContain('"glfs-target schema"');
+    const schemaPath = /(\S+target\.schema\.json)/.exec(out.stdout.replace(/\n\s*/g, ' '))![1]!;
+    expect(JSON.parse(await readFile(schemaPath, 'utf8'))).toMatchObject({ title: 'glfs-target configuration' });
+  });
+
+  it('completion prints a shell completion script, and the completions of a partial command line', async () => {
+    const script = harness();
+    expect(await runCli(['completion'], script.io)).toBe(0);
+    expect(script.out.stdout).toContain('###-begin-glfs-target-completions-###');
+    expect(script.out.stdout).toContain('--get-yargs-completions');
+    const words = harness();
+    expect(await runCli(['--get-yargs-completions', 'glfs-target', 'serve', '--log-f'], words.io)).toBe(0);
+    expect(words.out.stdout.split('\n')).toContain('--log-format');
+    const values = harness();
+    expect(await runCli(['--get-yargs-completions', 'glfs-target', 'serve', '--log-format', ''], values.io)).toBe(0);
+    expect(values.out.stdout.split('\n')).toEqual(expect.arrayContaining(['pretty', 'json']));
+  });
+
   it.each([[[]], [['bogus']], [['check']], [['serve', '--nope']], [['serve', '--log-level', 'loud']]])('usage error %j → exit 2', async (argv) => {
     const { io, out } = harness();
     expect(await runCli(argv, io)).toBe(2);
@@ -244,6 +266,27 @@ describe('serve', () => {
     expect(msgs.at(-1)).toBe('stopped');
     expect(out.logs.every((l) => typeof l.level === 'string')).toBe(true);
     expect(out.signals.eventNames()).toEqual([]); // handlers removed
+  });
+
+  it('logs readable lines when stdout is a terminal, JSON when not, either when --log-format says so', async () => {
+    const serveOnce = async (argv: string[], terminal: boolean): Promise<string[]> => {
+      const lines: string[] = [];
+      const h = harness({
+        stdoutIsTerminal: terminal, loadServer: fakeModule(), onServing: () => h.out.signals.emit('SIGTERM'),
+        logDestination: { write: (line: string) => void lines.push(line) },
+      });
+      expect(await runCli(['serve', '--data-dir', path.join(dir, 'fmt'), ...argv], h.io)).toBe(0);
+      return lines;
+    };
+    const isPretty = (l: string) => /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] (\x1b\[\d+m)?INFO(\x1b\[\d+m)?: /.test(l);
+    const onTerminal = await serveOnce([], true);
+    expect(onTerminal.some((l) => isPretty(l) && l.includes('glfs-target') && l.includes('starting'))).toBe(true);
+    expect(onTerminal.every((l) => !l.startsWith('{'))).toBe(true);
+    for (const lines of [await serveOnce([], false), await serveOnce(['--log-format', 'json'], true)]) {
+      expect(lines.length).toBeGreaterThan(2);
+      for (const l of lines) expect(JSON.parse(l)).toMatchObject({ level: expect.any(String), msg: expect.any(String) });
+    }
+    expect((await serveOnce(['--log-format', 'pretty'], false)).every(isPretty)).toBe(true);
   });
 
   it('config file: warnings logged, secrets never logged', async () => {
