@@ -404,7 +404,9 @@ export async function startGlfsTarget(opts: StartGlfsOpts = {}): Promise<TargetH
   const lunPaths = luns.map((l, i) => l.path ?? join(dir, `lun${i}.img`));
   const iqn = opts.iqn ?? DEFAULT_IQN;
   const configPath = join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify(glfsConfig({ ...opts, port, lunPaths }), null, 2));
+  // The control socket stays in the test's directory rather than /run/glfs-target (unless `extra` says otherwise).
+  const extra = { controlSocket: join(dir, 'control.sock'), ...opts.extra };
+  writeFileSync(configPath, JSON.stringify(glfsConfig({ ...opts, extra, port, lunPaths }), null, 2));
   const proc = new ManagedProcess('glfs-target');
   let cleaned = false;
 
