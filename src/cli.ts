@@ -1,9 +1,11 @@
 /**
- * Command line: `glfs-target serve|check|schema`.
+ * Command line: `glfs-target serve|check|status|schema|completion`.
  *
- *   glfs-target serve [--config FILE] [--log-level L] [--data-dir D] [--port N]
+ *   glfs-target serve [--config FILE] [--log-level L] [--log-format pretty|json] [--data-dir D] [--port N]
  *   glfs-target check --config FILE
+ *   glfs-target status [--json] [--socket S | --config FILE | --data-dir D]
  *   glfs-target schema              JSON Schema of the config file (docs/target.schema.json)
+ *   glfs-target completion          bash/zsh completion script (yargs)
  *
  * Exit codes: 0 success (serve: clean shutdown on SIGTERM/SIGINT), 1 runtime failure
  * (startup failed, stop failed, second signal), 2 usage or configuration error.
@@ -17,12 +19,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import yargs from 'yargs';
+import { configFileOf, hasInlineSecrets } from './config/config-file-of.js';
 import { ConfigError, configWarnings, embeddedDefaultConfig, loadConfigFile, maskSecrets } from './config/load.js';
 import { assertOnItsVolume, volumeOptionWarnings } from './cluster/volume-options.js';
 import { configJsonSchema, LOG_LEVELS, type LogLevel } from './config/schema.js';
 import { formatHostPort, isWildcardHost } from './config/portal.js';
 import type { EffectiveConfig } from './config/types.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './log.js';
+import type { Operations, OperationsContext } from './ops/operations.js';
+import { statusCommand, statusOptions } from './ops/status-command.js';
 
 /** What serve needs from the server module (src/iscsi/server.ts). */
 export interface ServerLike {
@@ -33,6 +38,8 @@ export interface ServerLike {
 }
 export interface ServerModule {
   IscsiServer: new (config: EffectiveConfig, logger: Logger) => ServerLike;
+  /** The control socket and metrics listener of a started server (src/ops); tests that fake the server leave it out. */
+  startOperations?: (server: ServerLike, context: OperationsContext) => Promise<Operations>;
 }
 
 /** The subset of `process` used for signals (a plain EventEmitter in tests). */
@@ -48,6 +55,8 @@ export interface CliIo {
   cwd: string;
   /** Log output of `serve` (default: stdout, synchronous). */
   logDestination?: pino.DestinationStream;
+  /** Whether stdout is a terminal: `serve` then logs readable lines unless --log-format says otherwise. */
+  stdoutIsTerminal: boolean;
   /** Source of SIGTERM/SIGINT/SIGHUP and uncaughtException/unhandledRejection (default: process). */
   signals: SignalSource;
   /** Immediate exit (second signal, crash). Default process.exit. */
@@ -64,10 +73,14 @@ function defaultIo(): CliIo {
     stderr: (t) => void process.stderr.write(t),
     env: process.env,
     cwd: process.cwd(),
+    stdoutIsTerminal: process.stdout.isTTY === true,
     signals: process,
     exit: (code) => process.exit(code),
     // Loaded lazily so that `check` and `--help` do not load the server code (and its native deps).
-    loadServer: async () => (await import('./iscsi/server.js')) as ServerModule,
+    loadServer: async () => {
+      const [{ IscsiServer }, { startOperations }] = await Promise.all([import('./iscsi/server.js'), import('./ops/operations.js')]);
+      return { IscsiServer, startOperations: (server, context) => startOperations(server as InstanceType<typeof IscsiServer>, context) };
+    },
   };
 }
 
@@ -81,12 +94,20 @@ export function packageVersion(): string {
   }
 }
 
+/** Where the JSON Schema of the config file is: docs/target.schema.json beside this module's package. */
+function schemaReference(): string {
+  return fileURLToPath(new URL('../docs/target.schema.json', import.meta.url));
+}
+
 interface Args {
   _: Array<string | number>;
   config?: string;
   logLevel?: LogLevel;
+  logFormat?: LogFormat;
   dataDir?: string;
   port?: number;
+  json?: boolean;
+  socket?: string;
 }
 
 /** Run the CLI with `argv` (without node and script). Resolves with the exit code. */
@@ -100,6 +121,7 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
       y
         .option('config', { alias: 'c', type: 'string', describe: 'JSON config file' })
         .option('log-level', { type: 'string', choices: LOG_LEVELS, describe: 'Log level (overrides the config file)' })
+        .option('log-format', { type: 'string', choices: LOG_FORMATS, describe: 'Log lines: pretty (readable) or json (one object per line) [default: pretty on a terminal, else json]' })
         .option('data-dir', { type: 'string', describe: 'Directory for files the server creates [default: $GLFS_TARGET_DATA_DIR or ./data]' })
         .option('port', { type: 'number', describe: 'Port of the built-in configuration [default: 3260]' })
         .epilog(
@@ -110,8 +132,11 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
     .command('check', 'Validate a config file, print the effective config', (y) =>
       y.option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'JSON config file' }),
     )
+    .command('status', 'Show targets, LUNs, sessions and counters of the running server (root only)', statusOptions)
     .command('schema', 'Print the JSON Schema of the config file (for editors and other tools)')
-    .demandCommand(1, 'Give a command: serve, check or schema.')
+    .completion('completion', 'Print a bash/zsh completion script: glfs-target completion >> ~/.bashrc')
+    .demandCommand(1, 'Give a command: serve, check, status or schema.')
+    .epilog(`Config file reference: README.md, section "Configuration"; every field with its type, range and default is in the JSON Schema that "glfs-target schema" prints, also kept as\n  ${schemaReference()}`)
     .strict()
     .version(version)
     .help()
@@ -143,6 +168,9 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
 
   const command = String(args._[0]);
   if (command === 'check') return check(args.config!, io);
+  if (command === 'status') {
+    return statusCommand({ json: args.json === true, socket: args.socket, config: args.config, dataDir: args.dataDir }, io);
+  }
   if (command === 'schema') {
     io.stdout(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
     return 0;
@@ -177,8 +205,11 @@ async function check(configFile: string, io: CliIo): Promise<number> {
     io.stderr(`error: ${(e as Error).message}\n`);
     return 1;
   }
-  io.stdout(`${JSON.stringify(maskSecrets(config), null, 2)}\n`);
+  io.stdout(`${JSON.stringify(maskSecrets(configFileOf(config)), null, 2)}\n`);
   for (const w of configWarnings(config)) io.stderr(`warning: ${w}\n`);
+  if (hasInlineSecrets(config)) {
+    io.stderr('note: inline CHAP secrets are printed as "***": put them back (or use secretFile/secretEnv) before serving this output\n');
+  }
   for (const w of await volumeOptionWarnings(lunPathsOf(config))) io.stderr(`warning: ${w}\n`);
   // What serve would refuse: a LUN file off its gluster volume (never served from the local disk).
   let misplaced = 0;
@@ -228,7 +259,7 @@ export function connectHints(config: EffectiveConfig): { discovery: string; logi
 
 async function serve(args: Args, io: CliIo, version: string): Promise<number> {
   const configFile = args.config;
-  const logger = createLogger(args.logLevel ?? 'info', io.logDestination);
+  const logger = createLogger(args.logLevel ?? 'info', io.logDestination, args.logFormat ?? (io.stdoutIsTerminal ? 'pretty' : 'json'));
 
   let config: EffectiveConfig;
   try {
@@ -282,7 +313,9 @@ async function serve(args: Args, io: CliIo, version: string): Promise<number> {
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   let stopping = false;
-  const starting = server.start();
+  // Started means serving iSCSI, with the control socket and metrics listener beside it.
+  const operationsContext: OperationsContext = { config, version, configFile: configFile === undefined ? null : path.resolve(io.cwd, configFile), startedAt: new Date(), log: logger };
+  const starting = server.start().then(() => mod.startOperations?.(server, operationsContext));
   starting.catch(() => {}); // handled below; avoid an unhandled rejection if a signal handler awaits it first
 
   const onStopSignal = (signal: string) => {
@@ -294,12 +327,14 @@ async function serve(args: Args, io: CliIo, version: string): Promise<number> {
     stopping = true;
     logger.info({ signal }, `${signal} received; shutting down`);
     void (async () => {
+      let operations: Operations | undefined;
       try {
-        await starting;
+        operations = await starting;
       } catch {
         return; // the startup failure path reports and exits
       }
       try {
+        await operations?.close();
         await server.stop();
         logger.info('stopped');
         resolveDone(0);

@@ -1,5 +1,6 @@
 /**
- * Structured logging: pino, one JSON object per line on stdout.
+ * Structured logging: pino, one JSON object per line on stdout — or, for a person at a terminal,
+ * one readable line per entry (pino-pretty: time, level, message, then the fields).
  *
  * Writes are synchronous (pino.destination({ sync: true })): a line is on its way to the
  * file descriptor before the call returns, so nothing is lost when the process exits right
@@ -11,8 +12,12 @@
  * fields of a whole EffectiveConfig logged as itself or under `config`.
  */
 import pino from 'pino';
+import { prettyFactory } from 'pino-pretty';
 
 export type Logger = pino.Logger;
+
+export const LOG_FORMATS = ['pretty', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 const SECRET_KEYS = ['secret', 'password', 'CHAP_R', 'CHAP_C'];
 const DEPTH_PREFIXES = ['', '*.', '*.*.', '*.*.*.', '*.*.*.*.'];
@@ -30,9 +35,11 @@ export const REDACT_PATHS: string[] = [
 
 /**
  * Create the process logger. `destination` defaults to stdout (fd 1, synchronous); tests
- * pass a stream to capture lines.
+ * pass a stream to capture lines. `pretty` turns each JSON line into a readable one before it
+ * is written (still synchronously; colours as the terminal and NO_COLOR/FORCE_COLOR allow).
  */
-export function createLogger(level: string = 'info', destination?: pino.DestinationStream): Logger {
+export function createLogger(level: string = 'info', destination?: pino.DestinationStream, format: LogFormat = 'json'): Logger {
+  const out = destination ?? pino.destination({ dest: 1, sync: true });
   return pino(
     {
       level,
@@ -41,6 +48,12 @@ export function createLogger(level: string = 'info', destination?: pino.Destinat
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACT_PATHS, censor: '***' },
     },
-    destination ?? pino.destination({ dest: 1, sync: true }),
+    format === 'pretty' ? prettyStream(out) : out,
   );
+}
+
+/** A destination that writes each JSON line as pino-pretty renders it: `[time] LEVEL: message {fields}`. */
+function prettyStream(out: pino.DestinationStream): pino.DestinationStream {
+  const prettify = prettyFactory({ translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true });
+  return { write: (line: string) => void out.write(prettify(line)) };
 }

@@ -176,6 +176,12 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     return this.role === 'owner';
   }
 
+  /** The node serving the LUN's I/O as this server last saw it: itself, or a peer with a fresh heartbeat; undefined while none does. */
+  get ownerNode(): string | undefined {
+    if (this.role === 'owner') return this.node.name;
+    return this.view.peers().find((p) => p.beat.role === 'owner' && p.age < this.timing.staleMs)?.beat.node;
+  }
+
   /**
    * Poll every pollMs. A poll still waiting for the volume (a hung mount answers nothing, not
    * even an error) is not started again, but the owner's proof of ownership still ages.

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { ChapConfig, ChapCredentials } from './chap.js';
 import { formatHostPort, parseHostPort } from './portal.js';
-import { DEFAULT_ISCSI_SETTINGS, NAA_COMPANY_ID, type ConfigFile } from './schema.js';
+import { DEFAULT_CONTROL_SOCKET, DEFAULT_ISCSI_SETTINGS, DEFAULT_METRICS_PORT, NAA_COMPANY_ID, type ConfigFile } from './schema.js';
 import { parseSize } from './size.js';
 import type { AclEntry, EffectiveConfig, IscsiSettings, LunDefinition, PortalConfig, TargetDefinition } from './types.js';
 
@@ -93,6 +93,8 @@ export function deriveEffectiveConfig(file: ConfigFile, baseDir: string, opts: P
     iscsi,
     dataDir,
     logLevel: file.logLevel,
+    controlSocket: path.resolve(baseDir, file.controlSocket ?? DEFAULT_CONTROL_SOCKET),
+    ...(file.metrics !== undefined ? { metrics: parseHostPort(file.metrics.address, DEFAULT_METRICS_PORT)! } : {}),
     ...(file.discovery?.chap !== undefined ? { discovery: { chap: resolveChap(file.discovery.chap, baseDir) } } : {}),
   };
 }

@@ -108,6 +108,7 @@ export function embeddedDefaultConfig(opts: { dataDir?: string; port?: number } 
       portals: [`127.0.0.1:${opts.port ?? DEFAULT_ISCSI_PORT}`],
       targets: [{ iqn: DEFAULT_TARGET_IQN, luns: [{ lun: 0, path: 'lun0.img', size: DEFAULT_LUN_SIZE, create: true }], acl: [{ initiator: '*' }] }],
       dataDir,
+      controlSocket: 'control.sock',
     },
     dataDir,
     opts,

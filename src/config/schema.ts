@@ -22,6 +22,11 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] a
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const DEFAULT_PORTALS = ['0.0.0.0:3260'];
+/** Where `serve` listens for `glfs-target status` when the file does not say (the embedded default uses its data directory). */
+export const DEFAULT_CONTROL_SOCKET = '/run/glfs-target/control.sock';
+/** Where the metrics and health listener binds when `metrics` is given without an address: loopback only. */
+export const DEFAULT_METRICS_PORT = 9260;
+export const DEFAULT_METRICS_ADDRESS = `127.0.0.1:${DEFAULT_METRICS_PORT}`;
 export const DEFAULT_BLOCK_SIZE = 512;
 const DEFAULT_VENDOR = 'GLFS';
 const DEFAULT_PRODUCT = 'glfs-target';
@@ -284,6 +289,16 @@ const PortalObjectSchema = z
     { when: (payload) => payload.issues.length === 0 },
   );
 
+const MetricsSchema = z
+  .strictObject({
+    address: z
+      .string({ error: expected('"host:port" such as "127.0.0.1:9260"') })
+      .refine((v) => parseHostPort(v, DEFAULT_METRICS_PORT) !== undefined, { error: (issue) => `${quote(issue.input as string)} is not host:port; use e.g. "127.0.0.1:9260" or "0.0.0.0:9260"` })
+      .default(DEFAULT_METRICS_ADDRESS)
+      .describe('Listen address "host:port" of the HTTP listener; "0.0.0.0:9260" exposes it to the network'),
+  })
+  .describe('HTTP listener for Prometheus /metrics, /healthz and /readyz; off when omitted');
+
 const PortalSchema = z.union([portalAddress, PortalObjectSchema], {
   error: expected('"host:port" or { "address": "host:port", "advertise": "host:port", "tpgt": 1 }'),
 });
@@ -306,6 +321,10 @@ export const ConfigFileSchema = z
         .min(1, only('at least one target is required, e.g. [{ "iqn": "iqn.2016-06.org.gluster:node1", "luns": [...] }]'))
         .describe('iSCSI targets, each with its LUNs and ACL'),
       iscsi: IscsiSchema.prefault({}).describe('iSCSI login keys and server limits'),
+      controlSocket: nonEmptyString()
+        .optional()
+        .describe(`Unix socket \`glfs-target status\` talks to (root only, mode 0600); relative to the config file. Default ${DEFAULT_CONTROL_SOCKET}`),
+      metrics: MetricsSchema.optional(),
       dataDir: nonEmptyString()
         .optional()
         .describe('Directory for files the server creates; relative to the config file. Default $GLFS_TARGET_DATA_DIR or ./data'),

@@ -12,6 +12,10 @@ export interface EffectiveConfig {
   /** Directory for files the server creates itself (the embedded default's LUN file). */
   dataDir: string;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  /** Unix socket for `glfs-target status` (absolute path). */
+  controlSocket: string;
+  /** HTTP listener for /metrics, /healthz and /readyz; absent = none. */
+  metrics?: { host: string; port: number };
   /** Discovery sessions: CHAP when `chap` is set, otherwise open. Absent = open. */
   discovery?: DiscoveryConfig;
 }

@@ -1,6 +1,7 @@
 import { RejectReason, RESERVED_TAG } from '../pdu/opcodes.js';
 import type { Pdu } from '../pdu/pdu.js';
 import { r2tHeader, scsiResponseHeader } from '../pdu/target-pdus.js';
+import { failureReason, ioKind } from '../scsi/io-kind.js';
 import { decodeLun } from '../scsi/lun-address.js';
 import { internalTargetFailure, transferFailed, type TransferFailure } from '../scsi/sense.js';
 import { ScsiStatus, type ScsiResponse } from '../scsi/types.js';
@@ -367,6 +368,7 @@ export class CommandPath {
       }
       return;
     }
+    this.count(task, res, sendLength);
     const { residualFlags, residual } = residualOf(task, res);
     const good = res.status === ScsiStatus.Good && res.sense === undefined;
     if (sendLength > 0) {
@@ -379,6 +381,15 @@ export class CommandPath {
       this.releasePooled(task);
     }
     port.send(scsiResponseHeader(task.itt, res.status, residualFlags, residual), senseSegmentOf(res), true);
+  }
+
+  /** The LUN's I/O statistics: kind, data carried (read data sent, write data received), latency, failure. */
+  private count(task: IscsiTask, res: ScsiResponse, sentBytes: number): void {
+    const stats = this.port.session.target?.ioStats(task.scsi.lun);
+    if (stats === undefined) return;
+    const kind = ioKind(task.scsi.cdb);
+    const bytes = kind === 'read' ? sentBytes : kind === 'write' ? task.received : 0;
+    stats.of(kind).record(bytes, (performance.now() - task.receivedAt) / 1000, failureReason(res));
   }
 
   /** A read's data has left for the socket: its buffer and budget go back. */

@@ -8,6 +8,7 @@ import { logoutResponseHeader, nopInHeader, rejectHeader } from '../pdu/target-p
 import { PduWriter } from '../pdu/writer.js';
 import { readThroughSharedBuffer } from './socket-reader.js';
 import { LoginHandler, type LoginContext } from './login.js';
+import { loginStatusName } from './login-status.js';
 import type { Session } from './session.js';
 import { snAdd } from './serial.js';
 import { CommandPath } from './command-path.js';
@@ -71,6 +72,10 @@ export class Connection {
   private pauses = 0;
 
   readonly socket: Socket;
+  /** The initiator's end of the connection, "address:port" ("[v6]:port"). */
+  readonly remote: string;
+  /** The address:port the initiator connected to (a wildcard portal's actual address). */
+  readonly local: string;
 
   /** `accepted` comes from a listener with `pauseOnConnect` (see readThroughSharedBuffer). */
   constructor(
@@ -80,7 +85,9 @@ export class Connection {
   ) {
     const socket = readThroughSharedBuffer(accepted, (chunk) => this.receive(chunk));
     this.socket = socket;
-    this.log = ctx.log.child({ conn: this.id, remote: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.remote = endpoint(socket.remoteAddress, socket.remotePort);
+    this.local = endpoint(socket.localAddress, socket.localPort);
+    this.log = ctx.log.child({ conn: this.id, remote: this.remote });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     this.writer = new PduWriter(socket);
@@ -108,6 +115,7 @@ export class Connection {
     const handler = new LoginHandler(loginCtx);
     const timer = setTimeout(() => {
       this.log.warn({ ...handler.who, timeoutSeconds: ctx.settings.loginTimeout }, 'login timed out; closing connection');
+      ctx.loginRefused(this, 'login-timeout');
       this.close('login timeout');
     }, ctx.settings.loginTimeout * 1000);
     timer.unref();
@@ -313,6 +321,7 @@ export class Connection {
           { ...phase.handler.who, status: `0x${((cls << 8) | detail).toString(16).padStart(4, '0')}`, why: done.failure.message },
           'login refused',
         );
+        this.ctx.loginRefused(this, loginStatusName(done.failure.status));
         this.close('login refused');
         return;
       }
@@ -483,4 +492,10 @@ export class Connection {
     const s = phase.session;
     return { initiator: s.initiatorName, target: s.target?.iqn ?? 'discovery', isid: s.isid, tsih: s.tsih };
   }
+}
+
+/** "address:port" of a socket end, IPv4-mapped IPv6 addresses as IPv4, other IPv6 in brackets. */
+function endpoint(address: string | undefined, port: number | undefined): string {
+  const a = (address ?? '?').replace(/^::ffff:(?=\d+\.)/, '');
+  return `${a.includes(':') ? `[${a}]` : a}:${port ?? '?'}`;
 }

@@ -53,6 +53,8 @@ export class IscsiTask {
   write: WriteData = NO_WRITE_DATA;
   /** Write bytes received so far. */
   received = 0;
+  /** When the command PDU arrived (performance.now(), ms): its latency runs from here to its status. */
+  readonly receivedAt = performance.now();
   /** When Data-Out last arrived or was last solicited: for the Data-Out timeout. */
   lastDataAt = Date.now();
   /** Unsolicited Data-Out still allowed (InitialR2T=No, F bit clear on the command). */

@@ -20,6 +20,12 @@ export const LoginStatus = {
 
 export type LoginStatusCode = (typeof LoginStatus)[keyof typeof LoginStatus];
 
+/** A login status as a short name for counters: "authorization-failure", "not-found", … (RFC 7143 §11.13.5's names). */
+export function loginStatusName(status: LoginStatusCode): string {
+  const key = Object.entries(LoginStatus).find(([, code]) => code === status)?.[0] ?? 'Unknown';
+  return key.replace(/(?<=[a-z0-9])(?=[A-Z])/g, '-').toLowerCase();
+}
+
 /** A login that must end with a non-success status. */
 export class LoginFailure extends Error {
   constructor(

@@ -8,7 +8,7 @@ import { loginResponseHeader } from '../pdu/target-pdus.js';
 import { decodeText, encodeText, TextFormatError, type TextPairs } from '../pdu/text.js';
 import { LoginFailure, LoginStatus } from './login-status.js';
 import { Negotiator, NegotiationError, SECURITY_KEYS, type SessionParams } from './negotiation.js';
-import type { Session, SessionType } from './session.js';
+import type { Session, SessionAuthentication, SessionType } from './session.js';
 import type { TargetNode } from './target-node.js';
 import { MAX_GATHERED_TEXT, TextGatherer } from './text-gather.js';
 
@@ -41,6 +41,8 @@ export interface LoginOutcome {
   acl: AclEntry | null;
   params: SessionParams;
   cmdSN: number;
+  /** How the initiator proved who it is (and whether the target proved itself: mutual CHAP). */
+  authentication: SessionAuthentication;
 }
 
 /** What the login needs to authenticate: credentials per ACL entry / discovery, and the back-off. */
@@ -239,6 +241,7 @@ export class LoginHandler {
       acl: this.acl,
       params: this.negotiator.finish(),
       cmdSN: first.cmdSN,
+      authentication: this.chap === null ? 'none' : this.chap.mutual ? 'mutual-chap' : 'chap',
     };
     const alias = this.negotiator.declared.get('InitiatorAlias');
     if (alias !== undefined) outcome.initiatorAlias = alias;

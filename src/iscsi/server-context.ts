@@ -29,6 +29,8 @@ export interface ServerContext {
    * terminated its commands and seen the I_T nexus loss.
    */
   logout(conn: Connection): Promise<void>;
+  /** A login ended without a session: `reason` as LoginCounters counts it. */
+  loginRefused(conn: Connection, reason: string): void;
   connectionClosed(conn: Connection): void;
   cidOf(conn: Connection): number;
   /** Drop the connection of every session on a target (TARGET COLD RESET, RFC 7143 §11.5.1). */

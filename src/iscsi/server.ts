@@ -12,9 +12,11 @@ import { Session, SessionRegistry } from './session.js';
 import type { ServerContext } from './server-context.js';
 import { AUTH_DEFAULTS, AuthService } from '../auth/service.js';
 import { normalize as normalizeAddress } from '../auth/backoff.js';
+import { formatHostPort } from '../config/portal.js';
 import { TargetNode } from './target-node.js';
 import type { CallBounds } from '../backend/bounded-backend.js';
 import { DEFAULT_ISCSI_SETTINGS } from '../config/schema.js';
+import { LoginCounters } from './io-stats.js';
 
 /**
  * Bytes queued on a socket before the connection stops reading new commands (back-pressure):
@@ -76,6 +78,8 @@ export class IscsiServer implements ServerContext {
   private stopping = false;
   /** CHAP keyring (replaced on reload) and the per-address authentication back-off. */
   readonly auth: AuthService;
+  /** Logins established and refused since start (status, metrics). */
+  readonly logins = new LoginCounters();
 
   /** The portals as this node serves them (TPGTs shifted per node, see nodePortals). */
   private portals: PortalConfig[];
@@ -164,6 +168,7 @@ export class IscsiServer implements ServerContext {
     }
     if (this.loggingIn >= this.settings.maxPendingLogins) {
       this.log.warn({ remote: socket.remoteAddress, limit: this.settings.maxPendingLogins }, 'too many connections in login; refusing connection');
+      this.logins.refusedFor('too-many-logins');
       socket.destroy();
       return;
     }
@@ -172,6 +177,7 @@ export class IscsiServer implements ServerContext {
     const perAddress = this.settings.maxPendingLoginsPerAddress ?? AUTH_DEFAULTS.maxPendingLoginsPerAddress;
     if (fromAddress >= perAddress) {
       this.log.warn({ remote: socket.remoteAddress, limit: perAddress }, 'too many connections in login from this address; refusing connection');
+      this.logins.refusedFor('too-many-logins-from-address');
       socket.destroy();
       return;
     }
@@ -222,6 +228,7 @@ export class IscsiServer implements ServerContext {
     const session = new Session(
       tsih, outcome.type, outcome.initiatorName, outcome.isid, outcome.target, outcome.params,
       outcome.acl?.readOnly ?? false, outcome.cmdSN, this.settings.cmdWindow, { tpgt: conn.portal.tpgt, group: this.sharing.group },
+      outcome.authentication, outcome.initiatorAlias,
     );
     this.sessions.add(session);
     this.sessionConnection.set(session, conn);
@@ -268,12 +275,18 @@ export class IscsiServer implements ServerContext {
 
   loginCompleted(conn: Connection, s: Session): void {
     this.loginEnded(conn);
+    this.logins.loggedIn(s.type);
     const p = s.params;
     this.log.info({
-      conn: conn.id, initiator: s.initiatorName, target: s.target?.iqn ?? null, sessionType: s.type, isid: s.isid, tsih: s.tsih,
+      conn: conn.id, remote: conn.remote, initiator: s.initiatorName, target: s.target?.iqn ?? null, sessionType: s.type, isid: s.isid, tsih: s.tsih,
       headerDigest: p.headerDigest, dataDigest: p.dataDigest, immediateData: p.immediateData, initialR2T: p.initialR2T,
       maxRecvDataSegmentLength: p.initiatorMaxRecvDataSegmentLength, maxBurstLength: p.maxBurstLength, firstBurstLength: p.firstBurstLength,
+      authentication: s.authentication,
     }, 'login');
+  }
+
+  loginRefused(_conn: Connection, reason: string): void {
+    this.logins.refusedFor(reason);
   }
 
   async logout(conn: Connection): Promise<void> {
@@ -291,6 +304,28 @@ export class IscsiServer implements ServerContext {
       this.log.info({ conn: conn.id, initiator: s.initiatorName, tsih: s.tsih }, 'connection lost; session ended');
       void this.retire(s, conn);
     }
+  }
+
+  // ── Read-only views for status and metrics (src/ops) ─────────────────────────────────────────
+
+  /** This server among the nodes sharing LUN files: its node name and ALUA target port group. */
+  get node(): { readonly name: string; readonly group: number } {
+    return { name: this.sharing.name, group: this.sharing.group };
+  }
+
+  /** The portals as served (TPGTs shifted per node), each with the address it is bound to. */
+  listeningPortals(): Array<{ address: string; tpgt: number }> {
+    return this.portals.map((p) => ({ address: formatHostPort({ host: p.host, port: this.boundPort.get(p) ?? p.port }), tpgt: p.tpgt }));
+  }
+
+  /** The targets, in configuration order. */
+  targetNodes(): TargetNode[] {
+    return [...this.targets.values()];
+  }
+
+  /** Every session in full feature phase with the connection that carries it. */
+  liveSessions(): Array<{ session: Session; connection: Connection }> {
+    return [...this.sessionConnection].map(([session, connection]) => ({ session, connection }));
   }
 
   cidOf(conn: Connection): number {

@@ -6,6 +6,8 @@ import type { TargetNode } from './target-node.js';
 import type { IscsiTask } from './iscsi-task.js';
 
 export type SessionType = 'Discovery' | 'Normal';
+/** How the login authenticated: no CHAP, CHAP (RFC 7143 §12.1.3), or CHAP both ways. */
+export type SessionAuthentication = 'none' | 'chap' | 'mutual-chap';
 
 /**
  * An iSCSI session (RFC 7143 §4.2): identity (initiator name + ISID, TSIH), negotiated
@@ -21,6 +23,8 @@ export class Session {
   readonly tasks = new Map<number, IscsiTask>();
   readonly nexus: ItNexus;
   closed = false;
+  /** When the login completed (Date.now()). */
+  readonly startedAt = Date.now();
 
   constructor(
     readonly tsih: number,
@@ -34,6 +38,8 @@ export class Session {
     private readonly window: number,
     /** The portal group the session came through and the ALUA target port group it belongs to. */
     port: { tpgt: number; group: number },
+    readonly authentication: SessionAuthentication = 'none',
+    readonly initiatorAlias?: string,
   ) {
     this.expCmdSN = initialCmdSN;
     this.nexus = iscsiNexus(initiatorName, isid, target?.iqn ?? 'discovery', port, readOnly);

@@ -404,7 +404,9 @@ export async function startGlfsTarget(opts: StartGlfsOpts = {}): Promise<TargetH
   const lunPaths = luns.map((l, i) => l.path ?? join(dir, `lun${i}.img`));
   const iqn = opts.iqn ?? DEFAULT_IQN;
   const configPath = join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify(glfsConfig({ ...opts, port, lunPaths }), null, 2));
+  // The control socket stays in the test's directory rather than /run/glfs-target (unless `extra` says otherwise).
+  const extra = { controlSocket: join(dir, 'control.sock'), ...opts.extra };
+  writeFileSync(configPath, JSON.stringify(glfsConfig({ ...opts, extra, port, lunPaths }), null, 2));
   const proc = new ManagedProcess('glfs-target');
   let cleaned = false;
 
@@ -636,9 +638,9 @@ export class QemuIoSession {
     this.child.on('exit', () => { this.exited = true; live.delete(this.child); });
   }
 
-  /** Opens `target` (a URL, or an --image-opts string when imageOpts is set). */
-  static async open(target: string, opts: { imageOpts?: boolean; cache?: string; timeoutMs?: number } = {}): Promise<QemuIoSession> {
-    const args = opts.imageOpts ? ['--image-opts', '-t', opts.cache ?? 'none', target] : ['-f', 'raw', '-t', opts.cache ?? 'none', target];
+  /** Opens `target` (a URL, or an --image-opts string when imageOpts is set); `readOnly` for a write-protected LUN. */
+  static async open(target: string, opts: { imageOpts?: boolean; cache?: string; timeoutMs?: number; readOnly?: boolean } = {}): Promise<QemuIoSession> {
+    const args = [...(opts.readOnly ? ['-r'] : []), ...(opts.imageOpts ? ['--image-opts'] : ['-f', 'raw']), '-t', opts.cache ?? 'none', target];
     const s = new QemuIoSession(args);
     await s.untilPrompt(opts.timeoutMs ?? 15_000);
     return s;

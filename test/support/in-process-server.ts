@@ -44,6 +44,7 @@ export async function startInProcessServer(opts: {
     },
     dataDir: dir,
     logLevel: 'warn',
+    controlSocket: path.join(dir, 'control.sock'),
     ...(opts.discovery !== undefined ? { discovery: opts.discovery } : {}),
   };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

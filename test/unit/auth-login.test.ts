@@ -71,6 +71,7 @@ async function start(iscsi: Partial<IscsiSettings> = {}, discovery: EffectiveCon
     iscsi: { ...SETTINGS, ...iscsi },
     dataDir: dir,
     logLevel: 'info',
+    controlSocket: path.join(dir, 'control.sock'),
     ...(discovery !== null ? { discovery } : {}),
   };
   const logs: string[] = [];

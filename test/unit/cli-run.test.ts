@@ -30,6 +30,7 @@ function harness(overrides: Partial<CliIo> = {}): { io: Partial<CliIo>; out: Cap
     stderr: (t) => void (out.stderr += t),
     env: {},
     cwd: dir,
+    stdoutIsTerminal: false,
     signals: out.signals,
     exit: (code) => void out.exits.push(code),
     logDestination: { write: (line: string) => void out.logs.push(JSON.parse(line) as Record<string, unknown>) },
@@ -121,6 +122,28 @@ describe('general options', () => {
     expect(sub.out.stdout).toContain('--data-dir');
   });
 
+  it('--help points to the config reference, which exists', async () => {
+    const { io, out } = harness();
+    expect(await runCli(['--help'], io)).toBe(0);
+    expect(out.stdout).toContain('README.md, section "Configuration"');
+    expect(out.stdout).toContain('"glfs-target schema"');
+    const schemaPath = /(\S+target\.schema\.json)/.exec(out.stdout.replace(/\n\s*/g, ' '))![1]!;
+    expect(JSON.parse(await readFile(schemaPath, 'utf8'))).toMatchObject({ title: 'glfs-target configuration' });
+  });
+
+  it('completion prints a shell completion script, and the completions of a partial command line', async () => {
+    const script = harness();
+    expect(await runCli(['completion'], script.io)).toBe(0);
+    expect(script.out.stdout).toContain('###-begin-glfs-target-completions-###');
+    expect(script.out.stdout).toContain('--get-yargs-completions');
+    const words = harness();
+    expect(await runCli(['--get-yargs-completions', 'glfs-target', 'serve', '--log-f'], words.io)).toBe(0);
+    expect(words.out.stdout.split('\n')).toContain('--log-format');
+    const values = harness();
+    expect(await runCli(['--get-yargs-completions', 'glfs-target', 'serve', '--log-format', ''], values.io)).toBe(0);
+    expect(values.out.stdout.split('\n')).toEqual(expect.arrayContaining(['pretty', 'json']));
+  });
+
   it.each([[[]], [['bogus']], [['check']], [['serve', '--nope']], [['serve', '--log-level', 'loud']]])('usage error %j → exit 2', async (argv) => {
     const { io, out } = harness();
     expect(await runCli(argv, io)).toBe(2);
@@ -148,6 +171,54 @@ describe('check', () => {
     expect(printed.targets[0]!.acl[0]!.chap).toEqual({ username: 'u', secret: '***' });
     expect(out.stdout).not.toContain('hunter2');
     expect(out.stderr).toMatch(/^warning: targets\[0\] iqn\.2016-06\.org\.gluster:node1: any initiator may log in/);
+  });
+
+  it('prints a config file that serve and check accept, meaning the same configuration', async () => {
+    await writeFile(path.join(dir, 'chap.secret'), 'hunter2hunter2\n');
+    const file = await writeConfig('roundtrip.json', {
+      portals: ['127.0.0.1:3261', { address: '[::1]:3262', advertise: '10.0.2.100', tpgt: 7 }],
+      targets: [{
+        iqn: 'iqn.2016-06.org.gluster:node1', alias: 'store',
+        luns: [{ lun: 0, path: 'lun0.img', size: '1G', create: true }, { lun: 3, path: 'lun3.img', readOnly: true, blockSize: 4096 }],
+        acl: [{ initiator: 'iqn.1994-05.com.redhat:abc', chap: { username: 'u', secretFile: 'chap.secret' } }],
+      }],
+      discovery: { chap: { username: 'd', secretEnv: 'DISC_SECRET' } },
+      iscsi: { cmdWindow: 64 },
+      metrics: {},
+      controlSocket: 'ctl.sock',
+    });
+    const env = { DISC_SECRET: 'discovery-secret-1' };
+    const first = harness({ env });
+    expect(await runCli(['check', '--config', file], first.io)).toBe(0);
+    const printed = JSON.parse(first.out.stdout) as Record<string, any>;
+    // The file format's names, not the effective config's (sizeBytes, host/port).
+    expect(printed.targets[0].luns[0].size).toBe(2 ** 30);
+    expect(first.out.stdout).not.toMatch(/sizeBytes|"host"|"port"/);
+    expect(printed.portals).toEqual(['127.0.0.1:3261', { address: '[::1]:3262', advertise: '10.0.2.100:3262', tpgt: 7 }]);
+    expect(printed.metrics).toEqual({ address: '127.0.0.1:9260' });
+    expect(printed.controlSocket).toBe(path.join(dir, 'ctl.sock'));
+
+    // check accepts its own output, and prints it unchanged.
+    const again = await writeConfig('roundtrip-out.json', first.out.stdout);
+    const second = harness({ env });
+    expect(await runCli(['check', '--config', again], second.io)).toBe(0);
+    expect(second.out.stdout).toBe(first.out.stdout);
+
+    // serve runs it as the same configuration as the original file.
+    const served: EffectiveConfig[] = [];
+    for (const f of [file, again]) {
+      const h = harness({ env, loadServer: fakeModule(), onServing: () => h.out.signals.emit('SIGTERM') });
+      expect(await runCli(['serve', '--config', f], h.io), JSON.stringify(h.out.logs)).toBe(0);
+      served.push(FakeServer.last!.config);
+    }
+    expect(served[1]).toEqual(served[0]);
+  });
+
+  it('says that masked inline secrets must be put back', async () => {
+    const file = await writeConfig('inline.json', validConfig());
+    const { io, out } = harness();
+    expect(await runCli(['check', '--config', file], io)).toBe(0);
+    expect(out.stderr).toMatch(/inline CHAP secrets are printed as "\*\*\*"/);
   });
 
   it('prints each issue on its own line and exits 2', async () => {
@@ -195,6 +266,27 @@ describe('serve', () => {
     expect(msgs.at(-1)).toBe('stopped');
     expect(out.logs.every((l) => typeof l.level === 'string')).toBe(true);
     expect(out.signals.eventNames()).toEqual([]); // handlers removed
+  });
+
+  it('logs readable lines when stdout is a terminal, JSON when not, either when --log-format says so', async () => {
+    const serveOnce = async (argv: string[], terminal: boolean): Promise<string[]> => {
+      const lines: string[] = [];
+      const h = harness({
+        stdoutIsTerminal: terminal, loadServer: fakeModule(), onServing: () => h.out.signals.emit('SIGTERM'),
+        logDestination: { write: (line: string) => void lines.push(line) },
+      });
+      expect(await runCli(['serve', '--data-dir', path.join(dir, 'fmt'), ...argv], h.io)).toBe(0);
+      return lines;
+    };
+    const isPretty = (l: string) => /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] (\x1b\[\d+m)?INFO(\x1b\[\d+m)?: /.test(l);
+    const onTerminal = await serveOnce([], true);
+    expect(onTerminal.some((l) => isPretty(l) && l.includes('glfs-target') && l.includes('starting'))).toBe(true);
+    expect(onTerminal.every((l) => !l.startsWith('{'))).toBe(true);
+    for (const lines of [await serveOnce([], false), await serveOnce(['--log-format', 'json'], true)]) {
+      expect(lines.length).toBeGreaterThan(2);
+      for (const l of lines) expect(JSON.parse(l)).toMatchObject({ level: expect.any(String), msg: expect.any(String) });
+    }
+    expect((await serveOnce(['--log-format', 'pretty'], false)).every(isPretty)).toBe(true);
   });
 
   it('config file: warnings logged, secrets never logged', async () => {
