@@ -88,6 +88,8 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
   private fenced = false;
   /** A poll is running (tick). */
   private polling = false;
+  /** When the running poll started waiting for the volume (heartbeats); null when it is not waiting. */
+  private provingSince: number | null = null;
   private readonly view: ClusterView;
 
   private constructor(
@@ -202,12 +204,16 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
   }
 
   /**
-   * An owner whose heartbeat the volume has not taken for half the staleness time cannot show it
-   * still owns the LU: it stops serving (and says so in REPORT TARGET PORT GROUPS) before the
+   * An owner whose heartbeat the volume has refused for half the staleness time, or has not
+   * answered for that long, cannot show it still owns the LU: it stops serving (and says so in REPORT TARGET PORT GROUPS) before the
    * others may take over (staleMs).
    */
   private fenceIfUnproven(err: unknown): void {
-    if (this.role !== 'owner' || this.fenced || Date.now() - this.lastProof <= this.timing.staleMs / 2) return;
+    if (this.role !== 'owner' || this.fenced) return;
+    const limit = this.timing.staleMs / 2;
+    const failing = err !== undefined && Date.now() - this.lastProof > limit;
+    const hanging = this.provingSince !== null && Date.now() - this.provingSince > limit;
+    if (!failing && !hanging) return;
     this.log.error({ err, path: this.description }, 'LUN sharing: volume unreachable; not serving media commands until it answers');
     this.fenced = true;
     this.unit?.setAccessState('transitioning');
@@ -216,6 +222,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
 
   private async tick(): Promise<void> {
     if (this.closed) return;
+    this.provingSince = Date.now();
     try {
       await this.view.refresh();
       await this.publish();
@@ -224,6 +231,8 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     } catch (err) {
       this.fenceIfUnproven(err);
       throw err;
+    } finally {
+      this.provingSince = null;
     }
     const version = await this.unit?.refreshReservations();
     if (version !== undefined) this.prVersion = version;

@@ -10,7 +10,7 @@
 //   node test/conformance/run-test-cu.mjs --from-log FILE    # re-summarise a saved log
 // --tgt and --glfs also serve a small read-only LUN and imply --multipath and --readonly-url (below).
 // Options:
-//   --out DIR              write test-cu.log, summary.md, summary.json there
+//   --out DIR              write test-cu.log, summary.md, summary.json (and target.log with --glfs) there
 //                          (default test/conformance/results/<label>-<UTC stamp>)
 //   --label NAME           name used in the report (default: tgt / glfs-target / url)
 //   --timeout SEC          kill the suite after SEC seconds (default 1800)
@@ -346,13 +346,13 @@ async function startGlfs({ port, size, dir }) {
     targets: [{
       iqn,
       luns: [
-        { lun: 0, path: join(dir, 'lun0.img'), size, readOnly: false },
+        { lun: 0, path: join(dir, 'lun0.img'), size, create: true, readOnly: false },
         { lun: 1, path: roFile, readOnly: true },
       ],
       acl: [{ initiator: '*' }],
     }],
     iscsi: { headerDigest: ['None', 'CRC32C'], dataDigest: ['None', 'CRC32C'], immediateData: true, initialR2T: false, maxRecvDataSegmentLength: 262144 },
-    logLevel: 'warn',
+    logLevel: 'info',
   }, null, 2));
   const proc = spawnLogged(process.execPath, [join(REPO, 'bin', 'glfs-target.js'), 'serve', '--config', cfg], { cwd: REPO });
   await waitPort(port, proc, 'glfs-target');
@@ -426,6 +426,7 @@ async function main() {
   let extraRes = null;
   let label = o.label;
   let versions = libiscsi;
+  let targetLog = '';
   if (o.fromLog) {
     // A log written by this script may carry the supplementary *.ReadOnly run after a marker line.
     const [main, marker, extra] = readFileSync(o.fromLog, 'utf8').split(/\n\n# ---- supplementary run: (.*)\n/);
@@ -458,6 +459,7 @@ async function main() {
       return 3;
     } finally {
       if (target) await target.stop();
+      targetLog = target?.log?.() ?? '';
       if (dir) rmSync(dir, { recursive: true, force: true });
     }
   }
@@ -473,6 +475,7 @@ async function main() {
   const outDir = o.out ?? join(HERE, 'results', `${String(label).replace(/[^\w.-]+/g, '_')}-${date.replace(/[:.]/g, '-')}`);
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'test-cu.log'), runRes.log + (extraRes ? `\n\n# ---- supplementary run: ${extraRes.command}\n${extraRes.log}` : ''));
+  if (targetLog) writeFileSync(join(outDir, 'target.log'), targetLog);
   writeFileSync(join(outDir, 'summary.md'), md + '\n');
   writeFileSync(join(outDir, 'summary.json'), JSON.stringify({ meta, ...parsed, known: known ?? null }, null, 2) + '\n');
   if (!o.quiet) console.log(md);
