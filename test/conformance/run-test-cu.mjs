@@ -361,8 +361,10 @@ async function startGlfs({ port, size, dir }) {
 }
 
 /** Runs iscsi-test-cu with a hard timeout; resolves with the combined output and how it ended. */
+/** `multipath`: true gives the URL twice (a second session to the same LUN), a string gives that URL (e.g. another node's portal). */
 export function runSuite({ url, timeoutSec = 1800, test, extraArgs = [], multipath = false }) {
-  const args = ['--dataloss', '-i', INIT1, '--initiator-name-2', INIT2, ...(test ? ['-t', test] : []), ...extraArgs, url, ...(multipath ? [url] : [])];
+  const second = typeof multipath === 'string' ? [multipath] : multipath ? [url] : [];
+  const args = ['--dataloss', '-i', INIT1, '--initiator-name-2', INIT2, ...(test ? ['-t', test] : []), ...extraArgs, url, ...second];
   return new Promise((res) => {
     const started = Date.now();
     const child = spawn('iscsi-test-cu', args, { stdio: ['ignore', 'pipe', 'pipe'] });

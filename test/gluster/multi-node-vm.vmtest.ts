@@ -6,7 +6,9 @@
  * no_path_retry). Asserts one WWID and one map whose active group is the owner's path, the
  * ALUA device handler attached with the states RTPG reports (1 active/optimized, 2 standby,
  * the same through every path), then fio with crc32c verification on XFS on the map while the
- * owner is SIGKILLed: no I/O error, every block verified; the killed node restarts as standby.
+ * owner is SIGKILLed: no I/O error, every block verified; the killed node restarts as standby;
+ * sg_persist registers through one node and reserves through another, and the reservation
+ * outlives the owner.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,13 +19,7 @@ import { byPath, discover, parseFio, startIscsid, waitDevice, type DevInfo } fro
 import { GlusterVolume, glusterMissing } from './gluster.js';
 
 const pre = vmPrereqs(glusterMissing());
-/**
- * Not in .ci/run yet: it exposes an open defect (docs/high-availability.md, "Known defect"). When
- * ownership comes back to a node that owned the LUN before, that node can serve blocks from its
- * stale FUSE page cache: fio's verify found zeros where the last owner had written data, in two
- * of four runs. `npm run test:multinode-vm` runs it.
- */
-const enabled = process.env.GLFS_MULTINODE_VM === '1';
+
 const IQN = 'iqn.2016-06.org.gluster:app-store';
 const MiB = 1024 * 1024;
 
@@ -41,7 +37,7 @@ interface AluaReport {
   multipath: { maps: Array<{ wwid: string; hwhandler: string; groups: Array<{ prio: number | null; status: string; paths: Array<Record<string, string>> }> }> };
 }
 
-describe.skipIf(pre.skip || !enabled)('multi-node serving to the kernel initiator: ALUA, dm-multipath, owner killed mid-fio', () => {
+describe.skipIf(pre.skip)('multi-node serving to the kernel initiator: ALUA, dm-multipath, owner killed mid-fio', () => {
   let vol: GlusterVolume;
   let vm: Vm;
   const mounts: string[] = [];
@@ -184,6 +180,36 @@ describe.skipIf(pre.skip || !enabled)('multi-node serving to the kernel initiato
       await sleep(2000);
     }
     expect(groups.map((g) => g.stateName).sort(), JSON.stringify(groups)).toEqual(['active/optimized', 'standby', 'standby']);
+  }, 300_000);
+
+  test('sg_persist: registered through one node, reserved through another, the reservation outlives the owner', async () => {
+    // Each sd device is one I_T nexus through one node (devs is in node order).
+    const persist = async (args: string, dev: string): Promise<string> => {
+      // A path may first report a unit attention (2Ah/06h after a failover): try again.
+      const r = await vm.sh(`for i in 1 2 3 4 5 6 7 8; do sg_persist ${args} ${dev} && exit 0; sleep 1; done; exit 1`, { timeoutS: 60 });
+      expect(r.code, describeStep(`sg_persist ${args} ${dev}`, r)).toBe(0);
+      return r.out;
+    };
+    const [n1, n2, n3] = devs.map((d) => d.dev);
+    await persist('--out --register --param-sark=0xabc1', n1!);
+    await persist('--out --register --param-sark=0xabc2', n2!);
+    await persist('--out --reserve --param-rk=0xabc2 --prout-type=5', n2!); // Write Exclusive, registrants only
+    const keys = await persist('--in --read-keys', n3!);
+    expect(keys).toMatch(/0xabc1/);
+    expect(keys).toMatch(/0xabc2/);
+    expect(await persist('--in --read-reservation', n3!)).toMatch(/Key\s*=\s*0xabc2[\s\S]*Write Exclusive, registrants only/i);
+    // The owner dies; through a survivor the LU still holds both registrations and the reservation.
+    const a = await vm.json<AluaReport>('alua_report', { name: 'alua_report (before kill)', timeoutS: 120 });
+    const victim = devs.findIndex((d) => d.dev === a.disks.find((x) => /active.optimized/.test(x.accessState))?.dev);
+    expect(victim).toBeGreaterThanOrEqual(0);
+    await nodes[victim]!.kill('SIGKILL');
+    const survivor = devs[(victim + 1) % 3]!.dev;
+    expect(await persist('--in --read-reservation', survivor)).toMatch(/Key\s*=\s*0xabc2[\s\S]*Write Exclusive, registrants only/i);
+    const after = await persist('--in --read-keys', survivor);
+    expect(after).toMatch(/0xabc1/);
+    expect(after).toMatch(/0xabc2/);
+    await nodes[victim]!.restart();
+    await persist('--out --clear --param-rk=0xabc2', survivor);
     const lo = await vm.sh(`iscsiadm -m node -T ${IQN} --logout`, { timeoutS: 120 });
     expect(lo.code, describeStep('logout', lo)).toBe(0);
   }, 300_000);
