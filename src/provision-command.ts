@@ -8,7 +8,7 @@
  * written (zeros, progress on stderr), so a thick LUN cannot run out of space on the volume later.
  * `resize` only grows (a smaller size is refused: it would cut off data). A file a running server
  * serves holds that server's lock: resize refuses it and says to grow it through the server
- * (sizeBytes in its config, then `glfs-target reload`), which also tells the initiators.
+ * ("size" in its config, then `glfs-target reload`), which also tells the initiators.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -66,7 +66,8 @@ export async function provisionCommand(command: 'create' | 'resize', args: Provi
   try {
     const sizeBytes = sizeOf(args.size);
     const result = command === 'create' ? await create(file, sizeBytes, args.preallocate === true, io) : await resize(file, sizeBytes);
-    io.stdout(args.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.summary}\n`);
+    const { summary, ...fields } = result;
+    io.stdout(args.json ? `${JSON.stringify(fields, null, 2)}\n` : `${summary}\n`);
     return 0;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
@@ -135,7 +136,7 @@ async function resize(file: string, sizeBytes: number): Promise<Result & { previ
     // through its server, which tells the initiators (CAPACITY DATA HAS CHANGED).
     await flock(handle.fd, 'exnb').catch((e: unknown) => {
       throw new ProvisionError(isLockHeld(e)
-        ? `${file} is served by a running glfs-target: set its LUN's "sizeBytes" to ${sizeBytes} in that server's config and run "glfs-target reload" (the server grows the file and tells the initiators)`
+        ? `${file} is served by a running glfs-target: set its LUN's "size" to ${sizeBytes} in that server's config and run "glfs-target reload" (the server grows the file and tells the initiators)`
         : `${file}: cannot lock: ${(e as Error).message}`);
     });
     const { size: previous } = await handle.stat();

@@ -168,7 +168,7 @@ export async function serve(args: ServeArgs, io: CliIo, version: string): Promis
     } catch (e) {
       const issues = e instanceof ConfigError ? e.issues : [errorMessage(e)];
       logger.error({ configFile, issues }, `reload refused, keeping the current configuration: ${issues.join('; ')}`);
-      throw new Error(`reload refused, keeping the current configuration: ${issues.join('; ')}`, { cause: e });
+      throw new Error(`reload refused, keeping the current configuration: ${issues.join('; ')}`);
     }
     if (typeof server.reload !== 'function') {
       logger.warn('this server cannot reload its configuration; restart it to apply the changes');
@@ -180,7 +180,7 @@ export async function serve(args: ServeArgs, io: CliIo, version: string): Promis
       outcome = reloadOutcome(await server.reload(next));
     } catch (e) {
       logger.error({ err: e }, `reload failed, keeping the current configuration: ${errorMessage(e)}`);
-      throw new Error(`reload failed, keeping the current configuration: ${errorMessage(e)}`, { cause: e });
+      throw new Error(`reload failed, keeping the current configuration: ${errorMessage(e)}`);
     }
     config = next;
     logger.level = next.logLevel;

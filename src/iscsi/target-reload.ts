@@ -90,13 +90,13 @@ export class TargetReload {
         const { sizeBytes: _oldSize, ...oldRest } = old;
         const { sizeBytes, ...rest } = lun;
         if (JSON.stringify(oldRest) !== JSON.stringify(rest)) {
-          this.needRestart.push(`LUN ${lun.lun} of ${def.iqn} (settings other than sizeBytes)`);
+          this.needRestart.push(`LUN ${lun.lun} of ${def.iqn} (settings other than its size)`);
           luns.push(old);
           continue;
         }
         const current = unit.blocks * unit.blockSize;
         if (sizeBytes !== undefined && sizeBytes < current) {
-          refused.push(`LUN ${lun.lun} of ${def.iqn} (${lun.path}): shrinking from ${current} to ${sizeBytes} bytes is refused (it would cut off data); set sizeBytes to ${current} or more`);
+          refused.push(`LUN ${lun.lun} of ${def.iqn} (${lun.path}): shrinking from ${current} to ${sizeBytes} bytes is refused (it would cut off data); set its "size" to ${current} or more`);
         } else if (sizeBytes !== undefined && sizeBytes > current) {
           if (lun.readOnly) refused.push(`LUN ${lun.lun} of ${def.iqn} (${lun.path}): a read-only LUN cannot grow`);
           else this.growths.push({ node, unit, sizeBytes });

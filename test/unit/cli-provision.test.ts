@@ -90,7 +90,7 @@ describe('resize', () => {
       await flock(served.fd, 'exnb');
       const h = harness();
       expect(await runCli(['resize', file, '--size', '16M'], h.io)).toBe(1);
-      expect(h.out.stderr).toMatch(/served by a running glfs-target: set its LUN's "sizeBytes" to 16777216 .* run "glfs-target reload"/);
+      expect(h.out.stderr).toMatch(/served by a running glfs-target: set its LUN's "size" to 16777216 .* run "glfs-target reload"/);
       expect((await stat(file)).size).toBe(8 * 2 ** 20);
     } finally {
       await served.close();
