@@ -164,6 +164,7 @@ export class TargetReload {
       this.host.targets.delete(node.iqn.toLowerCase());
       // Its sessions cannot go on without it: they end (logout requested by the connection close).
       this.host.closeSessionsOf(node, 'target removed from the configuration');
+      for (const lun of node.device.lunNumbers()) await node.device.quiesce(lun); // their commands end before the files close
       await node.device.close().catch((err: unknown) => this.host.log.error({ err, target: node.iqn }, 'closing the LUNs of a removed target failed'));
       this.done.push(`removed target ${node.iqn}`);
     }
