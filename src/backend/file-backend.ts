@@ -350,7 +350,6 @@ export class FileBackend implements BlockBackend {
     return { mapped: true, length: Math.max(1, Math.min(hole, end) - offset) };
   }
 
-  /** `<lun file>.<name>`: read whole; ENOENT is "no sidecar". */
   /** Extend the file (sparse, ftruncate) to `sizeBytes`; a file already that large is left as it is. */
   async grow(sizeBytes: number): Promise<void> {
     if (this.readOnly) throw errnoError(`${this.description} is open read-only: cannot grow it`, 'EROFS');
@@ -364,6 +363,7 @@ export class FileBackend implements BlockBackend {
     this.sizeBytes = sizeBytes;
   }
 
+  /** `<lun file>.<name>`: read whole; ENOENT is "no sidecar". */
   readSidecar(name: string): Promise<Buffer | undefined> {
     return readFileIfExists(`${this.description}.${name}`);
   }
