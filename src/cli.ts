@@ -1,9 +1,12 @@
 /**
- * Command line: `glfs-target serve|check|status|schema|completion`.
+ * Command line: `glfs-target serve|check|status|reload|create|resize|schema|completion`.
  *
- *   glfs-target serve [--config FILE] [--log-level L] [--log-format pretty|json] [--data-dir D] [--port N]
- *   glfs-target check --config FILE
+ *   glfs-target serve [--config FILE] [--log-level L] [--log-format pretty|json] [--data-dir D] [--port N]   (serve.ts)
+ *   glfs-target check --config FILE                                                                          (check-command.ts)
  *   glfs-target status [--json] [--socket S | --config FILE | --data-dir D]
+ *   glfs-target reload [--json] [--socket S | --config FILE | --data-dir D]   the running server reloads its config file
+ *   glfs-target create PATH --size 8G [--preallocate] [--json]                 (provision-command.ts)
+ *   glfs-target resize PATH --size 16G [--json]
  *   glfs-target schema              JSON Schema of the config file (docs/target.schema.json)
  *   glfs-target completion          bash/zsh completion script (yargs)
  *
@@ -14,20 +17,20 @@
  * only when it is the program's entry point (bin/glfs-target.js or dist/cli.js).
  */
 import { readFileSync, realpathSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import yargs from 'yargs';
-import { configFileOf, hasInlineSecrets } from './config/config-file-of.js';
-import { ConfigError, configWarnings, embeddedDefaultConfig, loadConfigFile, maskSecrets } from './config/load.js';
-import { assertOnItsVolume, volumeOptionWarnings } from './cluster/volume-options.js';
+import { checkCommand } from './check-command.js';
 import { configJsonSchema, LOG_LEVELS, type LogLevel } from './config/schema.js';
-import { formatHostPort, isWildcardHost } from './config/portal.js';
 import type { EffectiveConfig } from './config/types.js';
-import { createLogger, LOG_FORMATS, type LogFormat, type Logger } from './log.js';
-import type { Operations, OperationsContext } from './ops/operations.js';
-import { statusCommand, statusOptions } from './ops/status-command.js';
+import { LOG_FORMATS, type LogFormat, type Logger } from './log.js';
+import type { OperationsContext, Operations } from './ops/operations.js';
+import { reloadCommand, statusCommand, statusOptions } from './ops/status-command.js';
+import { provisionCommand, provisionOptions } from './provision-command.js';
+import { serve } from './serve.js';
+
+export { connectHints } from './serve.js';
 
 /** What serve needs from the server module (src/iscsi/server.ts). */
 export interface ServerLike {
@@ -57,6 +60,8 @@ export interface CliIo {
   logDestination?: pino.DestinationStream;
   /** Whether stdout is a terminal: `serve` then logs readable lines unless --log-format says otherwise. */
   stdoutIsTerminal: boolean;
+  /** Whether stderr is a terminal: `create --preallocate` then redraws its progress line in place. */
+  stderrIsTerminal: boolean;
   /** Source of SIGTERM/SIGINT/SIGHUP and uncaughtException/unhandledRejection (default: process). */
   signals: SignalSource;
   /** Immediate exit (second signal, crash). Default process.exit. */
@@ -74,6 +79,7 @@ function defaultIo(): CliIo {
     env: process.env,
     cwd: process.cwd(),
     stdoutIsTerminal: process.stdout.isTTY === true,
+    stderrIsTerminal: process.stderr.isTTY === true,
     signals: process,
     exit: (code) => process.exit(code),
     // Loaded lazily so that `check` and `--help` do not load the server code (and its native deps).
@@ -108,6 +114,9 @@ interface Args {
   port?: number;
   json?: boolean;
   socket?: string;
+  path?: string;
+  size?: string;
+  preallocate?: boolean;
 }
 
 /** Run the CLI with `argv` (without node and script). Resolves with the exit code. */
@@ -133,9 +142,12 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
       y.option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'JSON config file' }),
     )
     .command('status', 'Show targets, LUNs, sessions and counters of the running server (root only)', statusOptions)
+    .command('reload', 'Make the running server reload its config file, as SIGHUP does, and say what changed (root only)', statusOptions)
+    .command('create <path>', 'Create a LUN file (sparse, or --preallocate), like gluster-block create', provisionOptions('create'))
+    .command('resize <path>', 'Grow a LUN file that no server serves (a served one: change its size in the config, then reload)', provisionOptions('resize'))
     .command('schema', 'Print the JSON Schema of the config file (for editors and other tools)')
     .completion('completion', 'Print a bash/zsh completion script: glfs-target completion >> ~/.bashrc')
-    .demandCommand(1, 'Give a command: serve, check, status or schema.')
+    .demandCommand(1, 'Give a command: serve, check, status, reload, create, resize or schema.')
     .epilog(`Config file reference: README.md, section "Configuration"; every field with its type, range and default is in the JSON Schema that "glfs-target schema" prints, also kept as\n  ${schemaReference()}`)
     .strict()
     .version(version)
@@ -167,9 +179,13 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
   }
 
   const command = String(args._[0]);
-  if (command === 'check') return check(args.config!, io);
-  if (command === 'status') {
-    return statusCommand({ json: args.json === true, socket: args.socket, config: args.config, dataDir: args.dataDir }, io);
+  if (command === 'check') return checkCommand(args.config!, io);
+  if (command === 'status' || command === 'reload') {
+    const run = command === 'status' ? statusCommand : reloadCommand;
+    return run({ json: args.json === true, socket: args.socket, config: args.config, dataDir: args.dataDir }, io);
+  }
+  if (command === 'create' || command === 'resize') {
+    return provisionCommand(command, { path: args.path!, size: args.size!, json: args.json === true, preallocate: args.preallocate === true }, io);
   }
   if (command === 'schema') {
     io.stdout(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
@@ -188,245 +204,6 @@ export async function runCli(argv: string[], ioOverrides: Partial<CliIo> = {}): 
   }
   io.stderr(`Unknown command ${JSON.stringify(command)}.\nRun "glfs-target --help" for usage.\n`);
   return 2;
-}
-
-// ---------------------------------------------------------------------------------------------
-// check
-
-async function check(configFile: string, io: CliIo): Promise<number> {
-  let config: EffectiveConfig;
-  try {
-    config = await loadConfigFile(configFile, { env: io.env, cwd: io.cwd });
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      for (const issue of e.issues) io.stderr(`${issue}\n`);
-      return 2;
-    }
-    io.stderr(`error: ${(e as Error).message}\n`);
-    return 1;
-  }
-  io.stdout(`${JSON.stringify(maskSecrets(configFileOf(config)), null, 2)}\n`);
-  for (const w of configWarnings(config)) io.stderr(`warning: ${w}\n`);
-  if (hasInlineSecrets(config)) {
-    io.stderr('note: inline CHAP secrets are printed as "***": put them back (or use secretFile/secretEnv) before serving this output\n');
-  }
-  for (const w of await volumeOptionWarnings(lunPathsOf(config))) io.stderr(`warning: ${w}\n`);
-  // What serve would refuse: a LUN file off its gluster volume (never served from the local disk).
-  let misplaced = 0;
-  for (const lun of config.targets.flatMap((t) => t.luns)) {
-    await assertOnItsVolume(lun.path, lun.volume).catch((e: unknown) => {
-      misplaced++;
-      io.stderr(`error: ${(e as Error).message}\n`);
-    });
-  }
-  return misplaced > 0 ? 1 : 0;
-}
-
-// ---------------------------------------------------------------------------------------------
-// serve
-
-async function loadServeConfig(args: Args, io: CliIo): Promise<EffectiveConfig> {
-  const opts = { env: io.env, cwd: io.cwd };
-  let config: EffectiveConfig;
-  if (args.config !== undefined) {
-    config = await loadConfigFile(args.config, opts);
-    if (args.dataDir !== undefined) config = { ...config, dataDir: path.resolve(io.cwd, args.dataDir) };
-  } else {
-    config = embeddedDefaultConfig({ ...opts, ...(args.dataDir !== undefined ? { dataDir: args.dataDir } : {}), ...(args.port !== undefined ? { port: args.port } : {}) });
-  }
-  if (args.logLevel !== undefined) config = { ...config, logLevel: args.logLevel };
-  return config;
-}
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** iscsiadm/qemu command lines for reaching `config`'s first target through its first portal. */
-export function connectHints(config: EffectiveConfig): { discovery: string; login: string; qemu: string } | undefined {
-  const portal = config.portals[0];
-  const target = config.targets[0];
-  if (!portal || !target) return undefined;
-  const addr =
-    portal.advertise ?? formatHostPort({ host: isWildcardHost(portal.host) ? (portal.host.includes(':') ? '::1' : '127.0.0.1') : portal.host, port: portal.port });
-  const lun = target.luns[0]?.lun ?? 0;
-  return {
-    discovery: `iscsiadm -m discovery -t sendtargets -p ${addr}`,
-    login: `iscsiadm -m node -T ${target.iqn} -p ${addr} --login`,
-    qemu: `qemu-system-x86_64 -drive file=iscsi://${addr}/${target.iqn}/${lun},format=raw,if=virtio`,
-  };
-}
-
-async function serve(args: Args, io: CliIo, version: string): Promise<number> {
-  const configFile = args.config;
-  const logger = createLogger(args.logLevel ?? 'info', io.logDestination, args.logFormat ?? (io.stdoutIsTerminal ? 'pretty' : 'json'));
-
-  let config: EffectiveConfig;
-  try {
-    config = await loadServeConfig(args, io);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      logger.fatal({ configFile, issues: e.issues }, `invalid configuration: ${e.issues.join('; ')}`);
-      return 2;
-    }
-    logger.fatal({ err: e }, `cannot load the configuration: ${errorMessage(e)}`);
-    return 1;
-  }
-  logger.level = config.logLevel;
-  for (const w of configWarnings(config)) logger.warn(w);
-  for (const w of await volumeOptionWarnings(lunPathsOf(config))) logger.warn(w);
-
-  if (configFile === undefined) {
-    try {
-      await mkdir(config.dataDir, { recursive: true });
-    } catch (e) {
-      logger.fatal({ err: e, dataDir: config.dataDir }, `cannot create the data directory ${config.dataDir}: ${errorMessage(e)}`);
-      return 1;
-    }
-  }
-
-  logger.info(
-    {
-      version,
-      configFile: configFile ?? null,
-      portals: config.portals.map((p) => `${formatHostPort(p)},${p.tpgt}`),
-      targets: config.targets.map((t) => ({ iqn: t.iqn, luns: t.luns.map((l) => ({ lun: l.lun, path: l.path })) })),
-    },
-    `glfs-target ${version} starting`,
-  );
-
-  let mod: ServerModule;
-  try {
-    mod = await io.loadServer();
-  } catch (e) {
-    logger.fatal({ err: e }, `cannot load the server module: ${errorMessage(e)}`);
-    return 1;
-  }
-  let server: ServerLike;
-  try {
-    server = new mod.IscsiServer(config, logger);
-  } catch (e) {
-    logger.fatal({ err: e }, `startup failed: ${errorMessage(e)}`);
-    return 1;
-  }
-
-  let resolveDone!: (code: number) => void;
-  const done = new Promise<number>((r) => (resolveDone = r));
-  let stopping = false;
-  // Started means serving iSCSI, with the control socket and metrics listener beside it.
-  const operationsContext: OperationsContext = { config, version, configFile: configFile === undefined ? null : path.resolve(io.cwd, configFile), startedAt: new Date(), log: logger };
-  const starting = server.start().then(() => mod.startOperations?.(server, operationsContext));
-  starting.catch(() => {}); // handled below; avoid an unhandled rejection if a signal handler awaits it first
-
-  const onStopSignal = (signal: string) => {
-    if (stopping) {
-      logger.warn({ signal }, `${signal} received again; exiting immediately`);
-      io.exit(1);
-      return;
-    }
-    stopping = true;
-    logger.info({ signal }, `${signal} received; shutting down`);
-    void (async () => {
-      let operations: Operations | undefined;
-      try {
-        operations = await starting;
-      } catch {
-        return; // the startup failure path reports and exits
-      }
-      try {
-        await operations?.close();
-        await server.stop();
-        logger.info('stopped');
-        resolveDone(0);
-      } catch (e) {
-        logger.error({ err: e }, `shutdown failed: ${errorMessage(e)}`);
-        resolveDone(1);
-      }
-    })();
-  };
-  const onSigterm = () => onStopSignal('SIGTERM');
-  const onSigint = () => onStopSignal('SIGINT');
-
-  let reloading: Promise<void> = Promise.resolve();
-  const reload = async () => {
-    if (stopping) return;
-    if (configFile === undefined) {
-      logger.warn('SIGHUP received, but the server runs the built-in default configuration: nothing to reload');
-      return;
-    }
-    logger.info({ configFile }, 'SIGHUP received; reloading the configuration');
-    let next: EffectiveConfig;
-    try {
-      next = await loadServeConfig(args, io);
-    } catch (e) {
-      const issues = e instanceof ConfigError ? e.issues : [errorMessage(e)];
-      logger.error({ configFile, issues }, `reload refused, keeping the current configuration: ${issues.join('; ')}`);
-      return;
-    }
-    if (typeof server.reload !== 'function') {
-      logger.warn('this server cannot reload its configuration; restart it to apply the changes');
-      return;
-    }
-    for (const w of configWarnings(next)) logger.warn(w);
-    let pending: unknown;
-    try {
-      pending = await server.reload(next);
-    } catch (e) {
-      logger.error({ err: e }, `reload failed, keeping the current configuration: ${errorMessage(e)}`);
-      return;
-    }
-    config = next;
-    logger.level = next.logLevel;
-    if (Array.isArray(pending) && pending.length > 0) {
-      logger.warn({ needRestart: pending }, `configuration reloaded, but these changes take effect only after a restart: ${pending.join(', ')}`);
-    } else {
-      logger.info('configuration reloaded');
-    }
-  };
-  const onSighup = () => {
-    reloading = reloading.then(reload, reload);
-  };
-  const onCrash = (err: unknown) => {
-    logger.fatal({ err }, `internal error: ${errorMessage(err)}`);
-    io.exit(1);
-  };
-
-  const handlers: Array<[string, (...a: any[]) => void]> = [
-    ['SIGTERM', onSigterm],
-    ['SIGINT', onSigint],
-    ['SIGHUP', onSighup],
-    ['uncaughtException', onCrash],
-    ['unhandledRejection', onCrash],
-  ];
-  for (const [ev, fn] of handlers) io.signals.on(ev, fn);
-  const removeHandlers = () => {
-    for (const [ev, fn] of handlers) io.signals.off(ev, fn);
-  };
-
-  try {
-    await starting;
-  } catch (e) {
-    logger.fatal({ err: e }, `startup failed: ${errorMessage(e)}`);
-    try {
-      await server.stop();
-    } catch {
-      // best effort: release whatever start() had acquired
-    }
-    removeHandlers();
-    return 1;
-  }
-
-  logger.info('ready');
-  if (configFile === undefined) {
-    const hints = connectHints(config);
-    if (hints) logger.info(hints, `to connect: ${hints.discovery} && ${hints.login}`);
-  }
-  io.onServing?.(server, config);
-
-  const code = await done;
-  await reloading.catch(() => {});
-  removeHandlers();
-  return code;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,6 +230,3 @@ function invokedAsProgram(): boolean {
 
 if (invokedAsProgram()) void main();
 
-function lunPathsOf(config: EffectiveConfig): string[] {
-  return config.targets.flatMap((t) => t.luns.map((l) => l.path));
-}

@@ -49,6 +49,11 @@ export interface BlockBackend {
    * holds either the old or the new contents, never a mix.
    */
   writeSidecar?(name: string, data: Buffer | undefined): Promise<void>;
+  /**
+   * Grow the storage to `sizeBytes` (a multiple of the block size, not below the current size);
+   * `sizeBytes` reads the new capacity once it resolves. Never shrinks.
+   */
+  grow?(sizeBytes: number): Promise<void>;
 }
 
 /** One run of bytes with the same allocation state (BlockBackend.mapStatus). */

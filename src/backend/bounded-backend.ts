@@ -114,7 +114,6 @@ interface Call {
 /** A BlockBackend whose every call is bounded (see the top of this file). */
 export class BoundedBackend implements BlockBackend {
   readonly description: string;
-  readonly sizeBytes: number;
   readonly allocationUnit?: number;
   /** Calls made and not yet answered, oldest first (the deadline sweep stops at the first young one). */
   private readonly waiting = new Set<Call>();
@@ -131,13 +130,18 @@ export class BoundedBackend implements BlockBackend {
     if (!Number.isInteger(bounds.maxInFlight) || bounds.maxInFlight < 1) throw new Error(`maxInFlight ${bounds.maxInFlight} is not a positive integer`);
     if (!(bounds.deadlineMs > 0)) throw new Error(`deadline ${bounds.deadlineMs} ms is not positive`);
     this.description = inner.description;
-    this.sizeBytes = inner.sizeBytes;
     if (inner.allocationUnit !== undefined) this.allocationUnit = inner.allocationUnit;
     this.sweepMs = Math.min(1000, Math.max(10, Math.floor(bounds.deadlineMs / 10)));
     if (inner.punchHole === undefined) this.punchHole = undefined;
     if (inner.mapStatus === undefined) this.mapStatus = undefined;
     if (inner.readSidecar === undefined) this.readSidecar = undefined;
     if (inner.writeSidecar === undefined) this.writeSidecar = undefined;
+    if (inner.grow === undefined) this.grow = undefined;
+  }
+
+  /** The inner backend's capacity (it changes when the backend grows). */
+  get sizeBytes(): number {
+    return this.inner.sizeBytes;
   }
 
   /** Calls given up on whose system call has not returned (for logs and tests). */
@@ -173,6 +177,10 @@ export class BoundedBackend implements BlockBackend {
 
   writeSidecar?(name: string, data: Buffer | undefined): Promise<void> {
     return this.call(() => this.inner.writeSidecar!(name, data), { kind: 'sidecar', name }, undefined);
+  }
+
+  grow?(sizeBytes: number): Promise<void> {
+    return this.call(() => this.inner.grow!(sizeBytes), FLUSH, undefined);
   }
 
   /** Close the inner backend, bounded like any call (a hung mount must not hold up a shutdown). */

@@ -89,14 +89,15 @@ function pSeek(fd: number, offset: number, whence: number): Promise<number> {
  */
 export class FileBackend implements BlockBackend {
   readonly description: string;
-  readonly sizeBytes: number;
+  /** Capacity: changes only through grow(). */
+  sizeBytes: number;
   readonly readOnly: boolean;
   /** True when open() created the file. */
   readonly created: boolean;
   /** Previous file size when open() grew the file to the configured size. */
   readonly grewFrom?: number;
   /** Size of the file on disk (sizeBytes is this rounded down to a whole block). */
-  readonly fileSizeBytes: number;
+  fileSizeBytes: number;
 
   /** File system block size (st_blksize, clamped to [block size, 1 MiB]): the hole granularity. */
   readonly allocationUnit: number;
@@ -347,6 +348,19 @@ export class FileBackend implements BlockBackend {
     // EOF counts as a hole, so this always answers for a data offset.
     const hole = await pSeek(fd, offset, SEEK_HOLE);
     return { mapped: true, length: Math.max(1, Math.min(hole, end) - offset) };
+  }
+
+  /** Extend the file (sparse, ftruncate) to `sizeBytes`; a file already that large is left as it is. */
+  async grow(sizeBytes: number): Promise<void> {
+    if (this.readOnly) throw errnoError(`${this.description} is open read-only: cannot grow it`, 'EROFS');
+    if (sizeBytes < this.sizeBytes) throw errnoError(`${this.description}: cannot shrink from ${this.sizeBytes} to ${sizeBytes} bytes`, 'EINVAL');
+    if (sizeBytes > this.fileSizeBytes) {
+      await pFtruncate(this.fd, sizeBytes).catch((err: unknown) => {
+        throw fileError(this.description, 'cannot grow', err);
+      });
+      this.fileSizeBytes = sizeBytes;
+    }
+    this.sizeBytes = sizeBytes;
   }
 
   /** `<lun file>.<name>`: read whole; ENOENT is "no sidecar". */

@@ -41,6 +41,8 @@ export interface SharedUnit {
   refreshReservations(): Promise<number>;
   /** A target port group's access state changed (here or elsewhere): tell the nexuses (2Ah/06h). */
   accessStatesChanged(): void;
+  /** The capacity (sizeBytes) grew: tell the nexuses (2Ah/09h). */
+  capacityChanged?(): void;
 }
 
 class NotOwnerError extends Error {
@@ -67,7 +69,8 @@ class NotOwnerError extends Error {
  */
 export class SharedLun implements BlockBackend, AluaCoordinator {
   readonly description: string;
-  readonly sizeBytes: number;
+  /** Capacity: changes when the LU grows (grow, or a takeover that finds the file grown). */
+  sizeBytes: number;
   readonly allocationUnit: number;
   private data: FileBackend | null = null;
   private role: 'owner' | 'standby' | 'releasing' = 'standby';
@@ -95,7 +98,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
   private constructor(
     private readonly state: LunStateDir,
     private readonly node: SharingNode,
-    private readonly fileOptions: FileBackendOptions,
+    private fileOptions: FileBackendOptions,
     private readonly timing: SharingTiming,
     private readonly log: Logger,
     sizeBytes: number,
@@ -298,6 +301,12 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
       await file.close().catch(() => undefined); // the lock goes back: another node may own the LU
       throw err;
     }
+    // The file may have grown while another node owned it: serve its size (never less than ours).
+    if (file.sizeBytes > this.sizeBytes) {
+      this.log.info({ path: this.description, from: this.sizeBytes, to: file.sizeBytes }, 'LUN sharing: the LUN file grew');
+      this.sizeBytes = file.sizeBytes;
+      this.unit?.capacityChanged?.();
+    }
     // Role and access state change together: a command waiting in awaitAccess sees both or neither.
     this.data = file;
     this.role = 'owner';
@@ -440,6 +449,22 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
 
   mapStatus(offset: number, length: number): Promise<BackendExtent> {
     return this.guard(() => this.owned().mapStatus(offset, length));
+  }
+
+  /**
+   * Grow the LU to `sizeBytes`. The owner extends the file now; a standby takes the new size
+   * when the file already has it (its owner grew it), and otherwise on its next takeover, which
+   * opens the file at least this large (becomeOwner reads the size again).
+   */
+  async grow(sizeBytes: number): Promise<void> {
+    this.fileOptions = { ...this.fileOptions, sizeBytes };
+    if (this.data !== null) {
+      await this.data.grow(sizeBytes);
+      this.sizeBytes = sizeBytes;
+      return;
+    }
+    const st = await fs.promises.stat(this.description);
+    if (st.size >= sizeBytes) this.sizeBytes = sizeBytes;
   }
 
   private guard<T>(op: () => Promise<T>): Promise<T> {

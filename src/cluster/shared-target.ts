@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import type { PortalConfig, TargetDefinition } from '../config/types.js';
+import type { LunDefinition, PortalConfig, TargetDefinition } from '../config/types.js';
 import type { CallBounds } from '../backend/bounded-backend.js';
 import { LogicalUnit } from '../scsi/logical-unit.js';
 import { ScsiDevice } from '../scsi/scsi-device.js';
@@ -59,41 +59,67 @@ export function nodePortals(portals: readonly PortalConfig[], group: number): Po
  * `callBounds` bound every backend call of its logical units (bounded-backend.ts).
  */
 export async function openSharedTarget(def: TargetDefinition, node: SharingNodeConfig, log: Logger, callBounds?: CallBounds): Promise<ScsiDevice> {
-  const units: LogicalUnit[] = [];
-  const shared: SharedLun[] = [];
+  const opened: SharedUnitOpened[] = [];
   try {
-    for (const lun of def.luns) {
-      await assertOnItsVolume(lun.path, lun.volume);
-      const state = new LunStateDir(lun.path);
-      const file = { path: lun.path, ...(lun.sizeBytes !== undefined ? { sizeBytes: lun.sizeBytes } : {}), create: lun.create, readOnly: lun.readOnly, blockSize: lun.blockSize };
-      const sharedLun = await SharedLun.open(state, { name: node.name, group: node.group, relativePortIds: node.relativePortIds }, file, log, node.timing);
-      shared.push(sharedLun);
-      const settled = await settleIdentity(state, { serial: lun.serial, naa: lun.naa });
-      if (settled.origin === 'fresh') {
-        log.warn({ target: def.iqn, lun: lun.lun, path: lun.path, naa: settled.identity.naa }, 'the configured identity belongs to another LUN file; this file got a new one');
-      } else if (settled.identity.naa !== lun.naa.toLowerCase() || settled.identity.serial !== lun.serial) {
-        log.info({ target: def.iqn, lun: lun.lun, naa: settled.identity.naa, serial: settled.identity.serial }, 'LUN identity stored with the file is used');
-      }
-      const reservationStore = new SharedReservationStore(state, (version) => sharedLun.peersSawReservations(version));
-      if (sharedLun.isOwner && !(await sharedLun.othersAlive()) && (await reservationStore.dropUnlessPersistent())) {
-        log.info({ target: def.iqn, lun: lun.lun }, 'no node was serving this LUN: persistent reservations made without APTPL are cleared (power loss, SPC-4 §5.13.2)');
-      }
-      units.push(new LogicalUnit({
-        lun: lun.lun, backend: sharedLun, blockSize: lun.blockSize, readOnly: lun.readOnly, writeCache: lun.writeCache,
-        serial: settled.identity.serial, naa: settled.identity.naa, vendor: lun.vendor, product: lun.product, revision: lun.revision,
-        targetName: def.iqn, alua: sharedLun, reservationStore, ...(callBounds !== undefined ? { callBounds } : {}),
-      }));
-      log.info({
-        target: def.iqn, lun: lun.lun, path: lun.path, sizeBytes: sharedLun.sizeBytes, readOnly: lun.readOnly, writeCache: lun.writeCache,
-        node: node.name, group: node.group, role: sharedLun.isOwner ? 'owner' : 'standby',
-      }, 'LUN online');
-    }
+    for (const lun of def.luns) opened.push(await openSharedUnit(def, lun, node, log, callBounds));
   } catch (err) {
-    await Promise.allSettled(shared.map((s) => s.close()));
+    await Promise.allSettled(opened.map((o) => o.shared.close()));
     throw err;
   }
-  const device = new ScsiDevice(units);
-  units.forEach((lu, i) => shared[i]!.attach({
+  const device = new ScsiDevice(opened.map((o) => o.unit));
+  for (const o of opened) attachSharedUnit(device, o);
+  return device;
+}
+
+/** A logical unit over a shared LUN file, not yet attached to its device. */
+export interface SharedUnitOpened {
+  readonly unit: LogicalUnit;
+  readonly shared: SharedLun;
+}
+
+/** Open one LUN of `def` as openSharedTarget does; the caller adds it to a device, then attaches it. */
+export async function openSharedUnit(def: TargetDefinition, lun: LunDefinition, node: SharingNodeConfig, log: Logger, callBounds?: CallBounds): Promise<SharedUnitOpened> {
+  await assertOnItsVolume(lun.path, lun.volume);
+  const state = new LunStateDir(lun.path);
+  const file = { path: lun.path, ...(lun.sizeBytes !== undefined ? { sizeBytes: lun.sizeBytes } : {}), create: lun.create, readOnly: lun.readOnly, blockSize: lun.blockSize };
+  const sharedLun = await SharedLun.open(state, { name: node.name, group: node.group, relativePortIds: node.relativePortIds }, file, log, node.timing);
+  try {
+    const settled = await settleIdentity(state, { serial: lun.serial, naa: lun.naa });
+    if (settled.origin === 'fresh') {
+      log.warn({ target: def.iqn, lun: lun.lun, path: lun.path, naa: settled.identity.naa }, 'the configured identity belongs to another LUN file; this file got a new one');
+    } else if (settled.identity.naa !== lun.naa.toLowerCase() || settled.identity.serial !== lun.serial) {
+      log.info({ target: def.iqn, lun: lun.lun, naa: settled.identity.naa, serial: settled.identity.serial }, 'LUN identity stored with the file is used');
+    }
+    const reservationStore = new SharedReservationStore(state, (version) => sharedLun.peersSawReservations(version));
+    // A state that cannot be read is not dropped: the logical unit's own load fails on it and the
+    // LU answers NOT READY until an operator repairs it (docs/architecture.md).
+    const dropped = sharedLun.isOwner && !(await sharedLun.othersAlive())
+      && (await reservationStore.dropUnlessPersistent().catch((err: unknown) => {
+        log.error({ err, target: def.iqn, lun: lun.lun }, 'persistent reservation state unreadable; not cleared');
+        return false;
+      }));
+    if (dropped) {
+      log.info({ target: def.iqn, lun: lun.lun }, 'no node was serving this LUN: persistent reservations made without APTPL are cleared (power loss, SPC-4 §5.13.2)');
+    }
+    const unit = new LogicalUnit({
+      lun: lun.lun, backend: sharedLun, blockSize: lun.blockSize, readOnly: lun.readOnly, writeCache: lun.writeCache,
+      serial: settled.identity.serial, naa: settled.identity.naa, vendor: lun.vendor, product: lun.product, revision: lun.revision,
+      targetName: def.iqn, alua: sharedLun, reservationStore, ...(callBounds !== undefined ? { callBounds } : {}),
+    });
+    log.info({
+      target: def.iqn, lun: lun.lun, path: lun.path, sizeBytes: sharedLun.sizeBytes, readOnly: lun.readOnly, writeCache: lun.writeCache,
+      node: node.name, group: node.group, role: sharedLun.isOwner ? 'owner' : 'standby',
+    }, 'LUN online');
+    return { unit, shared: sharedLun };
+  } catch (err) {
+    await sharedLun.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Let the shared LUN drive its logical unit in `device`: access states, quiescing, reservations, capacity. */
+export function attachSharedUnit(device: ScsiDevice, { unit: lu, shared }: SharedUnitOpened): void {
+  shared.attach({
     setAccessState: (s) => lu.setAccessState(s),
     quiesce: () => device.quiesce(lu.lun),
     accessStatesChanged: () => lu.reportAccessStateChange(),
@@ -101,6 +127,6 @@ export async function openSharedTarget(def: TargetDefinition, node: SharingNodeC
       await lu.reservations.refresh();
       return lu.reservations.version;
     },
-  }));
-  return device;
+    capacityChanged: () => lu.capacityChanged(),
+  });
 }

@@ -209,7 +209,7 @@ const LunSchema = z.strictObject({
   volume: nonEmptyString().optional().describe('Gluster volume the file must be on: served only from a fuse.glusterfs mount of this volume'),
   size: size
     .optional()
-    .describe('Size: bytes, or a string with K/M/G/T/P (always 1024-based), e.g. "8G"; a multiple of blockSize. Omitted = the existing file\'s size'),
+    .describe('Size: bytes, or a string with K/M/G/T/P (always 1024-based), e.g. "8G"; a multiple of blockSize. Omitted = the existing file\'s size. Raised and reloaded, the LUN grows (a lower one is refused)'),
   readOnly: bool().default(false).describe('Refuse writes (write-protected LUN)'),
   blockSize: oneOf([512, 4096] as const).default(DEFAULT_BLOCK_SIZE).describe('Logical block size in bytes'),
   writeCache: bool().default(true).describe('Report a write-back cache (WCE); false = every write is on stable storage before its status'),

@@ -1,7 +1,8 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { EffectiveConfig, IscsiSettings, PortalConfig, TargetDefinition } from '../config/types.js';
-import { defaultNodeName, nodeGroup, nodePortals, openSharedTarget, type SharingNodeConfig } from '../cluster/shared-target.js';
+import { defaultNodeName, nodeGroup, nodePortals, openSharedTarget, openSharedUnit, type SharingNodeConfig } from '../cluster/shared-target.js';
+import { TargetReload, type ReloadHost, type ReloadOutcome } from './target-reload.js';
 import type { SharingTiming } from '../cluster/shared-lun.js';
 import { Connection } from './connection.js';
 import { DataBudget } from './data-budget.js';
@@ -366,39 +367,37 @@ export class IscsiServer implements ServerContext {
   }
 
   /**
-   * Apply a new configuration without dropping sessions: ACLs (with their CHAP secrets, read
-   * again now), discovery CHAP, aliases and iSCSI settings take effect for new logins; established
-   * sessions keep what they logged in with. Changes to portals or LUNs need a restart and are
-   * reported (a target whose LUNs changed still gets its new ACL and alias). Rejects, changing
-   * nothing, when a CHAP secret cannot be read or is too weak.
+   * Apply a new configuration without dropping sessions (target-reload.ts): targets and LUNs are
+   * added and removed, LUNs grow; ACLs (with their CHAP secrets, read again now), discovery CHAP,
+   * aliases and iSCSI settings take effect for new logins, and established sessions keep what they
+   * logged in with. Returns what changed and what needs a restart (portals, LUN settings other than
+   * the size). Rejects, changing nothing, when a CHAP secret cannot be read or is too weak, a LUN
+   * would shrink (ReloadRefused) or a new LUN cannot be opened.
    */
-  async reload(config: EffectiveConfig): Promise<string[]> {
-    const needRestart: string[] = [];
+  async reload(config: EffectiveConfig): Promise<ReloadOutcome> {
+    const host: ReloadHost = {
+      log: this.log, targets: this.targets, closeSessionsOf: (t, reason) => this.closeSessionsOf(t, reason),
+      openTarget: (def) => this.openTarget(def),
+      openUnit: (def, lun) => openSharedUnit(def, lun, this.sharing, this.log, this.callBounds),
+    };
+    const change = await TargetReload.prepare(host, config.targets);
+    const needRestart = [...change.needRestart];
     if (JSON.stringify(config.portals) !== JSON.stringify(this.config.portals)) needRestart.push('portals');
-    const updates: Array<[TargetNode, TargetDefinition]> = [];
-    for (const def of config.targets) {
-      const node = this.targets.get(def.iqn.toLowerCase());
-      if (node === undefined) { needRestart.push(`new target ${def.iqn}`); continue; }
-      if (JSON.stringify(def.luns) !== JSON.stringify(node.definition.luns)) {
-        needRestart.push(`LUNs of ${def.iqn}`);
-        updates.push([node, { ...def, luns: node.definition.luns }]);
-        continue;
-      }
-      updates.push([node, def]);
+    let keyring;
+    try {
+      // Read every secret before changing anything.
+      keyring = await this.auth.prepare({ targets: config.targets, ...(config.discovery !== undefined ? { discovery: config.discovery } : {}) });
+    } catch (err) {
+      await change.abandon();
+      throw err;
     }
-    for (const [iqn, node] of this.targets) {
-      if (config.targets.some((t) => t.iqn.toLowerCase() === iqn)) continue;
-      // Still open until a restart, but no longer in the file: nobody may log in (or discover it).
-      needRestart.push(`removed target ${iqn}`);
-      updates.push([node, { ...node.definition, acl: [] }]);
-    }
-    // Read every secret before changing anything, then switch definitions and keyring together
-    // (synchronously, so no login sees a new ACL entry with the old keyring).
-    const keyring = await this.auth.prepare({ targets: updates.map(([, def]) => def), ...(config.discovery !== undefined ? { discovery: config.discovery } : {}) });
-    for (const [node, def] of updates) node.definition = def;
-    this.config = { ...config, portals: this.config.portals, targets: this.config.targets.map((t) => this.targets.get(t.iqn.toLowerCase())?.definition ?? t) };
+    await change.commit();
+    // Definitions and keyring switch together (synchronously, so no login sees a new ACL entry with the old keyring).
+    for (const [node, def] of change.definitions) node.definition = def;
+    this.config = { ...config, portals: this.config.portals, targets: config.targets.map((t) => this.targets.get(t.iqn.toLowerCase())?.definition ?? t) };
     this.auth.install(keyring, this.config);
-    return needRestart;
+    if (change.done.length > 0) this.log.info({ changes: change.done }, `reload: ${change.done.join(', ')}`);
+    return { changed: change.done, needRestart };
   }
 
   /** Stop accepting, let in-flight commands finish (bounded), flush and close every LUN. */

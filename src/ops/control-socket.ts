@@ -1,9 +1,10 @@
 /**
  * The local control socket: a unix socket only root can open (mode 0600; the kernel checks write
  * permission on connect, and root alone passes it), through which `glfs-target status` asks the
- * running server for its state. One request per connection, one JSON line each way:
+ * running server for its state and `glfs-target reload` has it reload its config file. One
+ * request per connection, one JSON line each way:
  *
- *   → {"command":"status"}
+ *   → {"command":"status"}    or    {"command":"reload"}
  *   ← {"ok":true,"result":{...}}    or    {"ok":false,"error":"..."}
  */
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
@@ -88,6 +89,7 @@ function serve(socket: net.Socket, commands: ControlCommands, log: Logger): void
       return;
     }
     socket.removeAllListeners('data');
+    socket.setTimeout(0); // the request is in: a command (a reload growing LUN files) may take its time
     let command: unknown;
     try {
       command = (JSON.parse(text.slice(0, end)) as { command?: unknown }).command;

@@ -1,6 +1,6 @@
 /**
  * What `serve` runs beside the iSCSI server once it has started: the control socket
- * (`glfs-target status`) and, when configured, the metrics and health listener.
+ * (`glfs-target status`, `glfs-target reload`) and, when configured, the metrics and health listener.
  */
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -17,6 +17,8 @@ export interface OperationsContext {
   readonly configFile: string | null;
   readonly startedAt: Date;
   readonly log: Logger;
+  /** Reload the config file (`glfs-target reload`); serve sets it once its signal handling is in place. */
+  reload?: () => Promise<unknown>;
 }
 
 export interface Operations {
@@ -31,7 +33,10 @@ export interface Operations {
  */
 export async function startOperations(server: IscsiServer, ctx: OperationsContext): Promise<Operations> {
   const source: StatusSource = { server, version: ctx.version, startedAt: ctx.startedAt, configFile: ctx.configFile };
-  const control = await ControlSocket.listen(ctx.config.controlSocket, { status: () => serverStatus(source) }, ctx.log).then(
+  const control = await ControlSocket.listen(ctx.config.controlSocket, {
+    status: () => serverStatus(source),
+    reload: () => (ctx.reload !== undefined ? ctx.reload() : Promise.reject(new Error('this server cannot reload its configuration'))),
+  }, ctx.log).then(
     (c) => {
       ctx.log.info({ socket: c.path }, 'control socket listening (glfs-target status)');
       return c;

@@ -1,6 +1,7 @@
 /**
  * `glfs-target status [--json]`: ask the running server over its control socket and print what it
- * says, as text for a person or as JSON (docs/operating.md) for scripts.
+ * says, as text for a person or as JSON (docs/operating.md) for scripts. `glfs-target reload
+ * [--json]`: have it reload its config file (as SIGHUP does) and print what changed.
  */
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -42,22 +43,37 @@ export interface StatusIo {
 
 /** Exit code: 0 shown, 1 the server could not be asked. */
 export async function statusCommand(opts: StatusOptions, io: StatusIo): Promise<number> {
-  let socketPath: string;
-  try {
-    socketPath = await controlSocketPath(opts, io);
-  } catch (e) {
-    io.stderr(`${e instanceof ConfigError ? e.issues.join('\n') : (e as Error).message}\n`);
-    return 1;
-  }
-  let status: ServerStatus;
-  try {
-    status = (await askControlSocket(socketPath, 'status')) as ServerStatus;
-  } catch (e) {
-    io.stderr(`${(e as Error).message}\n`);
-    return 1;
-  }
+  const status = (await ask('status', opts, io)) as ServerStatus | undefined;
+  if (status === undefined) return 1;
   io.stdout(opts.json ? `${JSON.stringify(status, null, 2)}\n` : statusText(status));
   return 0;
+}
+
+/** Exit code: 0 reloaded, 1 refused (the server keeps its configuration; the reason is on stderr) or not asked. */
+export async function reloadCommand(opts: StatusOptions, io: StatusIo): Promise<number> {
+  const outcome = (await ask('reload', opts, io, RELOAD_TIMEOUT_MS)) as { changed?: string[]; needRestart?: string[] } | undefined;
+  if (outcome === undefined) return 1;
+  const changed = outcome.changed ?? [];
+  const needRestart = outcome.needRestart ?? [];
+  if (opts.json) io.stdout(`${JSON.stringify({ changed, needRestart }, null, 2)}\n`);
+  else {
+    io.stdout(changed.length > 0 ? `reloaded: ${changed.join('; ')}\n` : 'reloaded: no target or LUN changed\n');
+    if (needRestart.length > 0) io.stdout(`needs a restart to take effect: ${needRestart.join('; ')}\n`);
+  }
+  return 0;
+}
+
+/** A reload may open LUN files on a slow volume and grow them: give it longer than a status. */
+const RELOAD_TIMEOUT_MS = 120_000;
+
+/** The server's answer to `command`, or undefined once the reason it has none is on stderr. */
+async function ask(command: string, opts: StatusOptions, io: StatusIo, timeoutMs?: number): Promise<unknown> {
+  try {
+    return await askControlSocket(await controlSocketPath(opts, io), command, timeoutMs);
+  } catch (e) {
+    io.stderr(`${e instanceof ConfigError ? e.issues.join('\n') : (e as Error).message}\n`);
+    return undefined;
+  }
 }
 
 /**

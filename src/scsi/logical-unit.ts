@@ -92,8 +92,8 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
   /** The storage, every call bounded (bounded-backend.ts): handlers pass their task to each call. */
   readonly backend: BoundedBackend;
   readonly blockSize: number;
-  /** Capacity in logical blocks. */
-  readonly blocks: number;
+  /** Capacity in logical blocks: changes only when the backend grows (grow, capacityChanged). */
+  blocks: number;
   readonly readOnly: boolean;
   readonly defaultWriteCache: boolean;
   readonly serial: string;
@@ -185,6 +185,31 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
         this.ready = true;
       },
     );
+  }
+
+  /**
+   * Grow the LU to `sizeBytes` (a whole number of blocks, not below the current capacity): the
+   * backend grows, then capacityChanged tells every I_T nexus.
+   */
+  async grow(sizeBytes: number): Promise<void> {
+    if (sizeBytes % this.blockSize !== 0) throw new Error(`LUN ${this.lun}: ${sizeBytes} bytes is not a whole number of ${this.blockSize}-byte blocks`);
+    if (sizeBytes < this.blocks * this.blockSize) throw new Error(`LUN ${this.lun}: cannot shrink from ${this.blocks * this.blockSize} to ${sizeBytes} bytes`);
+    if (sizeBytes === this.blocks * this.blockSize) return;
+    if (this.backend.grow === undefined) throw new Error(`LUN ${this.lun} (${this.backend.description}): this storage cannot grow`);
+    await this.backend.grow(sizeBytes);
+    this.capacityChanged();
+  }
+
+  /**
+   * Take the capacity from the backend again (it grew, here or through another server). When it
+   * changed, every I_T nexus gets CAPACITY DATA HAS CHANGED (2Ah/09h, SBC-3: the number of logical
+   * blocks changed), so initiators read it again with READ CAPACITY.
+   */
+  capacityChanged(): void {
+    const blocks = Math.floor(this.backend.sizeBytes / this.blockSize);
+    if (blocks === this.blocks) return;
+    this.blocks = blocks;
+    this.unitAttentions.establish(Asc.CAPACITY_DATA_HAS_CHANGED);
   }
 
   /**

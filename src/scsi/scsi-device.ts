@@ -25,7 +25,7 @@ const DEFAULT_VENDOR = { vendor: 'GLFS', product: 'glfs-target', revision: '0001
 /** The SCSI target device: a set of logical units addressed by LUN (SAM-5 §4.6). */
 export class ScsiDevice implements DeviceContext {
   private readonly units = new Map<number, LogicalUnit>();
-  private readonly luns: readonly number[];
+  private luns: readonly number[];
   private readonly vendor: { vendor: string; product: string; revision: string };
   /** Every task received and not yet completed, of every I_T nexus. */
   readonly tasks = new TaskSet();
@@ -123,6 +123,41 @@ export class ScsiDevice implements DeviceContext {
       }
     }
     return undefined;
+  }
+
+  /**
+   * Add a logical unit at a LUN that has none (a configuration reload). The logical unit
+   * inventory changed: every I_T nexus gets REPORTED LUNS DATA HAS CHANGED (SPC-4 §6.33).
+   */
+  addUnit(lu: LogicalUnit): void {
+    if (this.units.has(lu.lun)) throw new Error(`duplicate LUN ${lu.lun}`);
+    this.units.set(lu.lun, lu);
+    this.luns = [...this.units.keys()].sort((a, b) => a - b);
+    this.inventoryChanged();
+  }
+
+  /**
+   * Take the logical unit at `lun` out of the device: from now on commands to it get LOGICAL UNIT
+   * NOT SUPPORTED; resolves with it once its running tasks have ended (the caller closes its
+   * backend). The I_T nexuses get REPORTED LUNS DATA HAS CHANGED (SPC-4 §6.33) through the
+   * logical units that remain.
+   */
+  async removeUnit(lun: number): Promise<LogicalUnit | undefined> {
+    const lu = this.units.get(lun);
+    if (lu === undefined) return undefined;
+    this.units.delete(lun);
+    this.luns = [...this.units.keys()].sort((a, b) => a - b);
+    this.inventoryChanged();
+    await this.quiesce(lun);
+    return lu;
+  }
+
+  /**
+   * The unit attention goes to every nexus each remaining logical unit knows; one that has not
+   * addressed it yet gets the power-on condition there first, which also tells it to look again.
+   */
+  private inventoryChanged(): void {
+    for (const lu of this.units.values()) lu.unitAttentions.establish(Asc.REPORTED_LUNS_DATA_HAS_CHANGED);
   }
 
   /** The logical unit at `lun`, if any. */

@@ -342,7 +342,7 @@ describe('reload', () => {
 
       const next: EffectiveConfig = { ...r.config, targets: targets(r.dir, 'rotated-secret-b'), discovery: undefined as never };
       delete (next as { discovery?: unknown }).discovery;
-      expect(await r.server.reload(next)).toEqual([]);
+      expect(await r.server.reload(next)).toEqual({ changed: [], needRestart: [] });
       expect((await established.read10(0, 1)).length).toBe(512); // still works
       expect(await chapStatus(B, r.port)).toBe(0x0201);
       expect(await chapStatus({ ...B, secret: 'rotated-secret-b' }, r.port)).toBe(0);
@@ -356,10 +356,10 @@ describe('reload', () => {
       expect(await chapStatus({ ...B, secret: 'rotated-secret-b' }, r.port)).toBe(0);
       expect(await chapStatus({ ...B, secret: 'short' }, r.port)).toBe(0x0201);
 
-      // A target removed from the file: no new logins until the restart that closes it.
-      expect(await r.server.reload({ ...r.config, targets: targets(r.dir).slice(0, 1) })).toEqual([`removed target ${T2}`]);
+      // A target removed from the file is closed: a login to it finds no such target (RFC 7143 §11.13.5, 0203h).
+      expect(await r.server.reload({ ...r.config, targets: targets(r.dir).slice(0, 1) })).toEqual({ changed: [`removed target ${T2}`], needRestart: [] });
       const c = await TestInitiator.connect(r.port);
-      expect((await c.login({ initiatorName: INI_C, targetName: T2 })).status).toBe(0x0202);
+      expect((await c.login({ initiatorName: INI_C, targetName: T2 })).status).toBe(0x0203);
       c.close();
       established.close();
     } finally {

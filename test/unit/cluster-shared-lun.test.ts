@@ -2,7 +2,7 @@
 // file itself, so two in one process contend for the lock as two processes would): who owns it,
 // failover when the owner goes, explicit and implicit handover, fencing of an owner that lost
 // the lock, and the identity stored with the file.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -37,6 +37,8 @@ class Unit implements SharedUnit {
   quiesce(): Promise<void> { return Promise.resolve(); }
   refreshReservations(): Promise<number> { return Promise.resolve(0); }
   accessStatesChanged(): void { this.changes++; }
+  capacityChanges = 0;
+  capacityChanged(): void { this.capacityChanges++; }
 }
 
 async function join_(name: string, group: number): Promise<{ lun: SharedLun; unit: Unit }> {
@@ -156,5 +158,43 @@ describe('the identity stored with the LUN file', () => {
     expect(two.identity.naa).not.toBe(one.identity.naa);
     expect(two.identity.serial).not.toBe(one.identity.serial);
     expect(two.identity.naa).toMatch(/^6[0-9a-f]{31}$/);
+  });
+});
+
+describe('growing a shared LUN (reload)', () => {
+  const MiB = 1 << 20;
+
+  it('the owner grows the file; a standby takes the size once the file has it', async () => {
+    const a = await join_('node-a', 1);
+    const b = await join_('node-b', 2);
+    await b.lun.grow(2 * MiB); // reloaded before the owner: the file is still 1 MiB
+    expect(b.lun.sizeBytes).toBe(MiB);
+    await a.lun.grow(2 * MiB);
+    expect(a.lun.sizeBytes).toBe(2 * MiB);
+    expect(statSync(path).size).toBe(2 * MiB);
+    await a.lun.write(Buffer.alloc(512, 0x77), 2 * MiB - 512, true);
+    await b.lun.grow(2 * MiB);
+    expect(b.lun.sizeBytes).toBe(2 * MiB);
+  });
+
+  it('a standby that was not reloaded reads the grown size at its takeover and tells its unit', async () => {
+    const a = await join_('node-a', 1);
+    const b = await join_('node-b', 2);
+    await a.lun.grow(3 * MiB);
+    await a.lun.close();
+    await until(() => b.lun.isOwner);
+    expect(b.lun.sizeBytes).toBe(3 * MiB);
+    expect(b.unit.capacityChanges).toBe(1);
+  });
+
+  it('a standby reloaded before an owner that never grew the file grows it at its takeover', async () => {
+    const a = await join_('node-a', 1);
+    const b = await join_('node-b', 2);
+    await b.lun.grow(2 * MiB);
+    await a.lun.close();
+    await until(() => b.lun.isOwner);
+    expect(statSync(path).size).toBe(2 * MiB);
+    expect(b.lun.sizeBytes).toBe(2 * MiB);
+    expect(b.unit.capacityChanges).toBe(1);
   });
 });
