@@ -1,7 +1,9 @@
 /**
  * The target image (docker/target.Dockerfile, built by docker/build.sh) run as a gluster node's
- * service would run it: host networking, the config directory and the CHAP secrets mounted
- * read-only, the LUN directory (here a host temp dir standing in for the gluster mount) mounted
+ * service would run it, and as deploy/kubernetes/daemonset.yaml runs it: host networking, the
+ * DaemonSet's capabilities only (read from the manifest), no new privileges, the config directory
+ * and the CHAP secrets mounted read-only where the DaemonSet mounts them, a tmpfs for the control
+ * socket, the LUN directory (here a host temp dir standing in for the gluster mount) mounted
  * read-write at the same path, a secret also passed as an environment variable. The initiator
  * tools (the initiators image, or the host's without Docker's initiators image) log in with CHAP,
  * write and verify data, and the data is in the host's file.
@@ -10,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { INITIATOR, IS_CI, describeRun, freePort, run, tempDir, which, type RunResult } from '../e2e/harness.js';
+import { parse as parseYaml } from 'yaml';
+import { INITIATOR, IS_CI, REPO_ROOT, describeRun, freePort, run, tempDir, which, type RunResult } from '../e2e/harness.js';
 import { containerRunner, dockerUnavailable, hostRunner, type ToolRunner } from './docker.js';
 
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
@@ -23,6 +26,11 @@ const CHAP_USER = 'k8s-node';
 const FILE_SECRET = 'file-secret-0123456789';
 const ENV_SECRET = 'env-secret-0123456789';
 const MiB = 1024 * 1024;
+const SECRETS_DIR = '/etc/glfs-target-secrets';
+/** The DaemonSet's container: its capabilities are the ones this container gets. */
+const daemonSetContainer = (parseYaml(readFileSync(join(REPO_ROOT, 'deploy', 'kubernetes', 'daemonset.yaml'), 'utf8')) as {
+  spec: { template: { spec: { containers: { securityContext: { capabilities: { drop: string[]; add: string[] } } }[] } } };
+}).spec.template.spec.containers[0]!;
 
 const docker = which('docker');
 async function targetImageMissing(): Promise<string> {
@@ -59,18 +67,20 @@ describe.skipIf(skip)(`target image ${TARGET_IMAGE} (host network, initiators: $
     tmp = tempDir('target-image-');
     etc = join(tmp.dir, 'etc');
     luns = join(tmp.dir, 'gluster');
-    mkdirSync(join(etc, 'secrets'), { recursive: true });
+    const secrets = join(tmp.dir, 'secrets');
+    mkdirSync(etc);
+    mkdirSync(secrets);
     mkdirSync(luns);
     portal = `127.0.0.1:${await freePort()}`;
-    // The Secret's file as kubelet writes it (secretFile is relative to the config file).
-    writeFileSync(join(etc, 'secrets', 'chap-secret'), `${FILE_SECRET}\n`);
-    chmodSync(join(etc, 'secrets', 'chap-secret'), 0o600);
+    // The Secret's file as kubelet writes it, in its own mount as the DaemonSet has it.
+    writeFileSync(join(secrets, 'chap-secret'), `${FILE_SECRET}\n`);
+    chmodSync(join(secrets, 'chap-secret'), 0o400);
     // Any initiator with CHAP (qemu-img logs in as qemu's own name), and one initiator by name.
     const chap = (initiator: string, source: Record<string, string>) => ({ initiator, chap: { username: CHAP_USER, ...source } });
     writeFileSync(join(etc, 'target.json'), JSON.stringify({
       portals: [portal],
       targets: [
-        { iqn: IQN_FILE, luns: [{ lun: 0, path: join(luns, 'file.img'), create: true, size: '64M' }], acl: [chap('*', { secretFile: 'secrets/chap-secret' })] },
+        { iqn: IQN_FILE, luns: [{ lun: 0, path: join(luns, 'file.img'), create: true, size: '64M' }], acl: [chap('*', { secretFile: `${SECRETS_DIR}/chap-secret` })] },
         { iqn: IQN_ENV, luns: [{ lun: 0, path: join(luns, 'env.img'), create: true, size: '32M' }], acl: [chap(INITIATOR, { secretEnv: 'GLFS_CHAP_SECRET' })] },
       ],
     }, null, 2));
@@ -80,8 +90,13 @@ describe.skipIf(skip)(`target image ${TARGET_IMAGE} (host network, initiators: $
       .withNetworkMode('host')
       .withBindMounts([
         { source: etc, target: '/etc/glfs-target', mode: 'ro' },
+        { source: secrets, target: SECRETS_DIR, mode: 'ro' },
         { source: luns, target: luns, mode: 'rw' },
       ])
+      .withTmpFs({ '/run/glfs-target': 'rw,mode=0700' })
+      .withDroppedCapabilities(...daemonSetContainer.securityContext.capabilities.drop)
+      .withAddedCapabilities(...daemonSetContainer.securityContext.capabilities.add)
+      .withSecurityOpt('no-new-privileges')
       .withEnvironment({ GLFS_CHAP_SECRET: ENV_SECRET })
       .withLabels({ 'org.glfs-target.test': 'target-image' })
       .withLogConsumer((stream) => stream.on('data', (d: Buffer | string) => logs.push(String(d))))
