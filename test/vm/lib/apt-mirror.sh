@@ -1,10 +1,11 @@
 # Sourced by test/vm/build-image.sh and docker/build.sh: no mirror host is named in the repository.
-# apt_mirror SUITE: the URI of the first enabled "deb" source for SUITE in apt's configuration.
+# apt_mirror SUITE: the URI of the first enabled "deb" source for SUITE in apt's configuration
+# (under $APT_SOURCES_ROOT, default /, for the tests).
 apt_mirror() {
-  local suite=$1 f
+  local suite=$1 f root=${APT_SOURCES_ROOT:-}
   local -a files=()
-  [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-  for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do [ -f "$f" ] && files+=("$f"); done
+  [ -f "$root/etc/apt/sources.list" ] && files+=("$root/etc/apt/sources.list")
+  for f in "$root"/etc/apt/sources.list.d/*.list "$root"/etc/apt/sources.list.d/*.sources; do [ -f "$f" ] && files+=("$f"); done
   [ ${#files[@]} -gt 0 ] || return 1
   for f in "${files[@]}"; do
     case "$f" in
