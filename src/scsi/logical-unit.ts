@@ -290,6 +290,12 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
       if (cdb[control]! & 0x04) return invalidFieldInCdb(control, 2);
       let refused = this.ruleRefusal(d, cdb, req.nexus);
       if (refused !== undefined && this.mayMoveHere(d, cdb)) {
+        // Persistent reservations are the LU's wherever it is served (SPC-4 §5.13.1): a command
+        // they refuse gets RESERVATION CONFLICT here, from the latest committed state, and does
+        // not move the LU — an initiator the reservation shuts out never takes it from its owner.
+        await this.reservations.refresh();
+        const reservationClass = ruleFor(d.reservation ?? 'write', cdb);
+        if (!this.reservations.idle && this.reservations.conflicts(reservationClass, req.nexus)) return reservationConflict();
         // Implicit ALUA (SPC-4 §5.15.2.8): the coordinator may move the LU to this port; the
         // command waits for that (bounded) and is then checked again.
         await this.alua!.awaitAccess();

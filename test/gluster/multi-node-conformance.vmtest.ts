@@ -1,18 +1,20 @@
 /**
- * libiscsi's persistent reservation suites (iscsi-test-cu `ALL.Prout*`, `ALL.Prin*`) against one
- * LUN file served by two glfs-target nodes over two gluster clients, with the suite's second
- * ("multipath") URL on the other node: once through the node that owns the LU, and again after
- * that node was killed and the LU failed over to the other — the reservation state the suite
- * builds lives in the file's state directory, so the new owner starts from what the old one
- * committed.
+ * libiscsi's persistent reservation suites (iscsi-test-cu `ALL.Prout*`, `ALL.Prin*`, both of its
+ * sessions through one node's portal) against one LUN file served by two glfs-target nodes over
+ * two gluster clients: through node1, the owner; then, after node1 was killed and node2 took the
+ * LU over, through node2 — every PERSISTENT RESERVE OUT is a compare-and-swap on the state in the
+ * file's state directory, waited for by the owner, and the new owner starts from what the old
+ * one committed.
  *
- * The suites run through the owner's portal. Through a standby portal the suites' first READ or
- * WRITE moves the LU (implicit ALUA transition), and SPC-4 then reports ASYMMETRIC ACCESS STATE
- * CHANGED (2Ah/06h) to the suite's other session, which it does not expect; and MultipathIO,
- * which alternates I/O between both URLs as if both paths were active, is the lock ping-pong
- * this design refuses (docs/high-availability.md).
+ * With the suite's two sessions on two nodes, its first READ or WRITE through the standby node
+ * moves the LU there (implicit ALUA transition) and SPC-4 then reports ASYMMETRIC ACCESS STATE
+ * CHANGED (2Ah/06h) to the other session, which the suite does not expect (6 to 8 of the 16
+ * Prout tests fail on that unit attention); and MultipathIO, which alternates I/O between its
+ * URLs as if both paths were active, is the lock ping-pong this design refuses. A reservation
+ * made through one node and enforced through another is covered by multi-node.vmtest.ts and, with
+ * the kernel initiator and sg_persist, by multi-node-vm.vmtest.ts.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { freePort, sleep, startGlfsTarget, which, type TargetHandle } from '../e2e/harness.js';
@@ -43,10 +45,10 @@ describe.skipIf(missing !== '' && !ci)('iscsi-test-cu persistent reservations ac
   });
   const url = (i: number) => `iscsi://127.0.0.1:${ports[i]}/${IQN}/0`;
 
-  /** The PR suites through node `owner`'s portal, the other node's as the multipath URL. */
+  /** The PR suites, both sessions through node `owner`'s portal. */
   async function prSuites(owner: number): Promise<void> {
     for (const pattern of ['ALL.Prout*', 'ALL.Prin*']) {
-      const r = await runSuite({ url: url(owner), multipath: url(1 - owner), test: pattern, timeoutSec: 600 }) as { log: string; stopReason: string | null };
+      const r = await runSuite({ url: url(owner), multipath: true, test: pattern, timeoutSec: 600 }) as { log: string; stopReason: string | null };
       const parsed = parseRun(r.log) as SuiteRun;
       const failed = parsed.tests.filter((t) => t.status !== 'passed' && t.status !== 'skipped');
       expect(r.stopReason, `${pattern} ran to the end`).toBeNull();
@@ -70,7 +72,7 @@ describe.skipIf(missing !== '' && !ci)('iscsi-test-cu persistent reservations ac
     await vol?.stop();
   }, 120_000);
 
-  test('through the owner, node2 as the multipath URL: every PR test passes', async () => {
+  test('through node1, the owner: every PR test passes', async () => {
     await prSuites(0);
   }, 900_000);
 
@@ -80,6 +82,11 @@ describe.skipIf(missing !== '' && !ci)('iscsi-test-cu persistent reservations ac
     for (let i = 0; i < 100 && (JSON.parse(readFileSync(ownerFile, 'utf8')) as { node: string }).node !== 'node2'; i++) await sleep(200);
     expect((JSON.parse(readFileSync(ownerFile, 'utf8')) as { node: string }).node, 'node2 took over').toBe('node2');
     await nodes[0]!.restart(); // back as standby: node2 holds the lock
+    // node2 reports node1's group going from unavailable to standby (2Ah/06h to the sessions it
+    // has then): let that happen before the suites log in.
+    const beat = join(mounts[1]!, 'app-store.img.glfs-target', 'node-node1.json');
+    for (let i = 0; i < 100 && !existsSync(beat); i++) await sleep(200);
+    await sleep(2000);
     await prSuites(1);
   }, 900_000);
 });
