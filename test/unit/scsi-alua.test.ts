@@ -1,6 +1,8 @@
 // ALUA access states (SPC-4 §5.15.2) and the other descriptor rules LogicalUnit.execute enforces.
 import { describe, expect, it } from 'vitest';
 import type { AluaState } from '../../src/scsi/alua.js';
+import type { LogicalUnit } from '../../src/scsi/logical-unit.js';
+import type { AluaCoordinator } from '../../src/scsi/target-port-groups.js';
 import { COMMANDS } from '../../src/scsi/commands.js';
 import { KEY, cdb, clearUa, expectGood, expectSense, makeDevice, nexus, run, u16, u32 } from './scsi-helpers.js';
 
@@ -82,6 +84,50 @@ describe('ALUA access states (SPC-4 §5.15.2)', () => {
     expectSense(await run(dev, C.read10), NOT_READY, 0x04, 0x0c);
     lu.setAccessState('active/non-optimized');
     expectGood(await run(dev, C.read10));
+  });
+});
+
+describe('implicit transitions (a coordinator that may move the LU to this port)', () => {
+  /** A coordinator that records implicit-transition requests and makes this port active. */
+  function movingCoordinator(lu: () => LogicalUnit): AluaCoordinator & { asked: number } {
+    return {
+      asked: 0,
+      groups: () => [],
+      activate: () => Promise.resolve(undefined),
+      awaitAccess() {
+        this.asked++;
+        lu().setAccessState('active/optimized');
+        return Promise.resolve();
+      },
+    };
+  }
+  const prout = (sa: number, type: number, key: bigint, sark: bigint) => {
+    const p = Buffer.alloc(24);
+    p.writeBigUInt64BE(key, 0);
+    p.writeBigUInt64BE(sark, 8);
+    return { c: cdb([0x5f, sa, type, 0, 0, ...u32(24), 0]), p };
+  };
+
+  it('a media command the reservation refuses gets RESERVATION CONFLICT at a standby port and does not move the LU; one it allows does', async () => {
+    let unit: LogicalUnit | undefined;
+    const coordinator = movingCoordinator(() => unit!);
+    const { dev, lu } = makeDevice({ alua: coordinator });
+    unit = lu;
+    const holder = nexus('holder');
+    const intruder = nexus('intruder');
+    await clearUa(dev, holder);
+    await clearUa(dev, intruder);
+    const reg = prout(0, 0, 0n, 0xabn);
+    expectGood(await run(dev, reg.c, { nx: holder, dataOut: reg.p }));
+    const res = prout(1, 1, 0xabn, 0n); // RESERVE, Write Exclusive
+    expectGood(await run(dev, res.c, { nx: holder, dataOut: res.p }));
+    lu.setAccessState('standby');
+    expect((await run(dev, C.write10, { nx: intruder })).status).toBe(0x18);
+    expect(coordinator.asked, 'the intruder did not move the LU').toBe(0);
+    expect(lu.accessState).toBe('standby');
+    // A read is allowed under Write Exclusive: it moves the LU here and runs.
+    expectGood(await run(dev, C.read10, { nx: intruder }));
+    expect(coordinator.asked).toBe(1);
   });
 });
 

@@ -48,6 +48,7 @@ export function makeLu(o: TestLuOptions = {}): { lu: LogicalUnit; mem: MemoryBac
     ...(o.targetPortalGroupTag !== undefined ? { targetPortalGroupTag: o.targetPortalGroupTag } : {}),
     ...(o.reservationStore !== undefined ? { reservationStore: o.reservationStore } : {}),
     ...(o.callBounds !== undefined ? { callBounds: o.callBounds } : {}),
+    ...(o.alua !== undefined ? { alua: o.alua } : {}),
   });
   return { lu, mem };
 }
