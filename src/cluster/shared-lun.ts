@@ -208,8 +208,8 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
 
   /**
    * An owner whose heartbeat the volume has refused for half the staleness time, or has not
-   * answered for that long, cannot show it still owns the LU: it stops serving (and says so in REPORT TARGET PORT GROUPS) before the
-   * others may take over (staleMs).
+   * answered for that long, cannot show it still owns the LU: it stops serving (and says so in
+   * REPORT TARGET PORT GROUPS) before the others may take over (staleMs).
    */
   private fenceIfUnproven(err: unknown): void {
     if (this.role !== 'owner' || this.fenced) return;

@@ -198,11 +198,14 @@ describe('deploy/kubernetes manifests', () => {
       // Exit 1, not 2: every field is valid; what fails is that the LUN files' volume is not mounted here.
       const errors = r.stderr.split('\n').filter((l) => l.startsWith('error:') || /^targets|^portals|^discovery/.test(l));
       expect(errors, r.stderr).toHaveLength(lunCount);
-      for (const e of errors) expect(e).toMatch(/^error: \/mnt\/gluster-store\/\S+ must be on gluster volume nonshared-store, but no gluster volume is mounted there/);
+      // The mount point is missing here, or (where it exists) nothing is mounted on it.
+      for (const e of errors) expect(e).toMatch(/^error: (\/mnt\/gluster-store\/\S+ must be on gluster volume nonshared-store, but no gluster volume is mounted there|LUN \d+ \(\/mnt\/gluster-store\/\S+\): the directory \/mnt\/gluster-store does not exist)/);
       expect(r.code, r.stderr).toBe(1);
       // Without the volume guard (the one thing only a gluster node has) it passes.
       const unguarded = join(tmp.dir, 'unguarded.json');
-      writeFileSync(unguarded, JSON.stringify(moved, (key, value: unknown) => (key === 'volume' ? undefined : value)));
+      // …and the LUN files in a directory that exists here.
+      writeFileSync(unguarded, JSON.stringify(moved, (key, value: unknown) => (key === 'volume' ? undefined
+        : key === 'path' && typeof value === 'string' ? value.replace(/^\/mnt\/gluster-store\//, `${tmp.dir}/`) : value)));
       const ok = await run(process.execPath, [GLFS_BIN, 'check', '--config', unguarded], { env });
       expect(ok.code, ok.stderr).toBe(0);
       const effective = JSON.parse(ok.stdout) as Obj;
