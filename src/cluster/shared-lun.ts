@@ -6,7 +6,7 @@ import { FileBackend, type FileBackendOptions } from '../backend/file-backend.js
 import type { AluaState } from '../scsi/alua.js';
 import type { ItNexus } from '../scsi/nexus.js';
 import { setTargetPortGroupsFailed, type AluaCoordinator, type TargetPortGroupInfo, type TpgStatus } from '../scsi/target-port-groups.js';
-import type { ScsiResponse } from '../scsi/types.js';
+import type { AbortWatch, ScsiResponse } from '../scsi/types.js';
 import { ClusterView, type Heartbeat, type HandoverRequest, type OwnerRecord } from './cluster-view.js';
 import type { LunStateDir } from './state-dir.js';
 
@@ -396,9 +396,9 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
    * has been idle for `idleMs` — never away from an owner serving I/O (no ping-pong between
    * paths): the command waits, at most `handoverMs`, for that and for the handover.
    */
-  async awaitAccess(): Promise<void> {
+  async awaitAccess(task?: AbortWatch): Promise<void> {
     const until = Date.now() + this.timing.handoverMs;
-    while (!this.closed && this.role !== 'owner' && Date.now() < until) {
+    while (!this.closed && this.role !== 'owner' && Date.now() < until && task?.aborted !== true) {
       if (this.role === 'standby' && this.mayTakeOver()) {
         const h = this.view.handover();
         if (h === undefined || h.request.to !== this.node.name || h.age >= this.timing.handoverMs) {

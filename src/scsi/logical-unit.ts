@@ -22,7 +22,7 @@ import {
   writeProtected,
 } from './sense.js';
 import type { ItNexus } from './nexus.js';
-import type { ScsiRequest, ScsiResponse } from './types.js';
+import type { AbortWatch, ScsiRequest, ScsiResponse } from './types.js';
 import { UnitAttentions } from './unit-attention.js';
 import type { InquiryIdentity } from './vpd.js';
 import { CopyManager } from './xcopy.js';
@@ -86,6 +86,20 @@ export interface LogicalUnitOptions {
 const READ_CDB = Buffer.from([Op.READ_16, ...new Array<number>(15).fill(0)]);
 const WRITE_CDB = Buffer.from([Op.WRITE_16, ...new Array<number>(15).fill(0)]);
 
+
+/** Resolves once `work` settles or `task` is aborted, whichever is first (`work` goes on). */
+function settledOrAborted(work: Promise<unknown>, task: AbortWatch | undefined): Promise<void> {
+  const settled = work.then(() => undefined, () => undefined);
+  if (task === undefined) return settled;
+  if (task.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const stopWatching = task.whenAborted(resolve);
+    void settled.then(() => {
+      stopWatching();
+      resolve();
+    });
+  });
+}
 /** One logical unit: a block device (SBC-3, peripheral device type 00h) over a BlockBackend. */
 export class LogicalUnit implements ModeUnit, InquiryIdentity {
   readonly lun: number;
@@ -293,12 +307,17 @@ export class LogicalUnit implements ModeUnit, InquiryIdentity {
         // Persistent reservations are the LU's wherever it is served (SPC-4 §5.13.1): a command
         // they refuse gets RESERVATION CONFLICT here, from the latest committed state, and does
         // not move the LU — an initiator the reservation shuts out never takes it from its owner.
-        await this.reservations.refresh();
+        // When the state cannot be read (volume down) the coordinator decides, as before.
+        const fresh = await this.reservations.refresh(req.task).then(() => true, () => false);
         const reservationClass = ruleFor(d.reservation ?? 'write', cdb);
-        if (!this.reservations.idle && this.reservations.conflicts(reservationClass, req.nexus)) return reservationConflict();
+        if (fresh && !this.reservations.idle && this.reservations.conflicts(reservationClass, req.nexus)) {
+          return reservationConflict();
+        }
         // Implicit ALUA (SPC-4 §5.15.2.8): the coordinator may move the LU to this port; the
-        // command waits for that (bounded) and is then checked again.
-        await this.alua!.awaitAccess();
+        // command waits for that (bounded) and is then checked again. An aborted task stops
+        // waiting, so task management completes (SAM-5 §7.2); nobody sees its answer.
+        await settledOrAborted(this.alua!.awaitAccess(req.task), req.task);
+        if (req.task?.aborted === true) return internalTargetFailure();
         refused = this.ruleRefusal(d, cdb, req.nexus);
       }
       if (refused !== undefined) return refused;

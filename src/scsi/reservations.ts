@@ -19,7 +19,7 @@ import { reservationConflicts } from './reservation-conflicts.js';
 import type { ReservationSnapshot, ReservationStore } from './reservation-store.js';
 import { Asc, SenseKey, good, internalTargetFailure, senseError, storageTimedOut, storageTimeout } from './sense.js';
 import { Spc2Reservation } from './spc2-reservation.js';
-import { ScsiStatus, type ScsiRequest, type ScsiResponse } from './types.js';
+import { ScsiStatus, type AbortWatch, type ScsiRequest, type ScsiResponse } from './types.js';
 import type { UnitAttentions } from './unit-attention.js';
 
 /** How often one PERSISTENT RESERVE OUT plans again after losing a compare-and-swap race. */
@@ -63,9 +63,9 @@ export class Reservations {
    * Reload the state when the store's version has changed (another server committed); true if it
    * did. For a layer serving the LU through several servers. Throws as load() does.
    */
-  refresh(): Promise<boolean> {
+  refresh(task?: AbortWatch): Promise<boolean> {
     return this.serialized(async () => {
-      const s = await withinDeadline(this.store.load(), this.host.storeDeadlineMs);
+      const s = await withinDeadline(this.store.load(), this.host.storeDeadlineMs, task);
       if (s.version === this.snapshot.version) return false;
       this.snapshot = s;
       return true;

@@ -10,7 +10,7 @@ import { ANY_STATE, ACTIVE_OR_STANDBY } from './alua.js';
 import type { AluaState } from './alua.js';
 import type { ItNexus } from './nexus.js';
 import { SenseKey, checkCondition, good, invalidFieldInParameterList, parameterListLengthError } from './sense.js';
-import type { ScsiRequest, ScsiResponse } from './types.js';
+import type { AbortWatch, ScsiRequest, ScsiResponse } from './types.js';
 
 /** STATUS CODE of a target port group descriptor (SPC-4 §6.37, Table 195). */
 export type TpgStatus = 'none' | 'explicit' | 'implicit';
@@ -38,9 +38,10 @@ export interface AluaCoordinator {
   /**
    * A media command that this port's state refuses arrived (implicit ALUA, SPC-4 §5.15.2.8): the LU
    * may move here. Resolves once it has, or once it is clear (or too late) that it will not;
-   * the command is then checked against the port's state as it is by then.
+   * the command is then checked against the port's state as it is by then. Stops waiting once
+   * `task` is aborted.
    */
-  awaitAccess(): Promise<void>;
+  awaitAccess(task?: AbortWatch): Promise<void>;
 }
 
 /** ASYMMETRIC ACCESS STATE codes (SPC-4 §6.37, Table 194). */

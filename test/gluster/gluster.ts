@@ -205,10 +205,19 @@ export class GlusterVolume {
 
   /** SIGKILLs the brick daemon of brick i (0-based). Returns its pid. */
   async killBrick(i: number): Promise<number> {
-    const b = (await this.brickStatus()).find((s) => s.path === this.bricks[i]);
-    if (!b || b.pid <= 0) throw new Error(`brick ${i} has no pid: ${JSON.stringify(await this.brickStatus())}`);
-    process.kill(b.pid, 'SIGKILL');
-    return b.pid;
+    return (await this.killBricks([i]))[0]!;
+  }
+
+  /** SIGKILLs bricks `indices` at once (one status query first, then the kills back to back); their pids. */
+  async killBricks(indices: readonly number[]): Promise<number[]> {
+    const status = await this.brickStatus();
+    const pids = indices.map((i) => {
+      const b = status.find((s) => s.path === this.bricks[i]);
+      if (!b || b.pid <= 0) throw new Error(`brick ${i} has no pid: ${JSON.stringify(status)}`);
+      return b.pid;
+    });
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    return pids;
   }
 
   /** Restarts dead bricks (`volume start force`) and triggers a heal. */

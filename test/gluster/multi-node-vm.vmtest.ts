@@ -209,7 +209,11 @@ describe.skipIf(pre.skip)('multi-node serving to the kernel initiator: ALUA, dm-
     expect(after).toMatch(/0xabc1/);
     expect(after).toMatch(/0xabc2/);
     await nodes[victim]!.restart();
-    await persist('--out --clear --param-rk=0xabc2', survivor);
+    // CLEAR comes through a registered I_T nexus with its own key (SPC-4 §5.13.11.2.6; from any
+    // other nexus it is a RESERVATION CONFLICT): n1 or n2, whichever was not the owner killed.
+    const [clearDev, clearKey] = victim === 1 ? [n1!, '0xabc1'] : [n2!, '0xabc2'];
+    await persist(`--out --clear --param-rk=${clearKey}`, clearDev);
+    expect(await persist('--in --read-keys', survivor)).toMatch(/no registered reservation keys/i);
     const lo = await vm.sh(`iscsiadm -m node -T ${IQN} --logout`, { timeoutS: 120 });
     expect(lo.code, describeStep('logout', lo)).toBe(0);
   }, 300_000);
