@@ -129,6 +129,31 @@ describe('implicit transitions (a coordinator that may move the LU to this port)
     expectGood(await run(dev, C.read10, { nx: intruder }));
     expect(coordinator.asked).toBe(1);
   });
+
+  it('ABORT TASK of a media command waiting for an implicit move completes at once (the volume may hang); nothing is written', async () => {
+    let asked = 0;
+    const hung: AluaCoordinator = {
+      groups: () => [],
+      activate: () => Promise.resolve(undefined),
+      awaitAccess: () => {
+        asked++;
+        return new Promise<void>(() => {}); // the coordinator's volume answers nothing
+      },
+    };
+    const { dev, lu, mem } = makeDevice({ alua: hung });
+    const A = nexus('a');
+    await clearUa(dev, A);
+    lu.setAccessState('standby');
+    mem.data.fill(0x55, 0, 512);
+    const task = dev.createTask(A, 0, cdb([0x2a, 0, ...u32(0), 0, 0, 1, 0]), () => {});
+    const response = dev.run(task, { dataOut: Buffer.alloc(512, 0xee), dataInLength: 0 });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(asked).toBe(1);
+    const outcome = await Promise.race([dev.abortTask(A, task), new Promise((r) => setTimeout(() => r('timeout'), 500))]);
+    expect(outcome).toBe('complete');
+    await response;
+    expect(mem.data.subarray(0, 512).equals(Buffer.alloc(512, 0x55))).toBe(true);
+  });
 });
 
 describe('command descriptor rules', () => {
