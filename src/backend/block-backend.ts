@@ -3,7 +3,8 @@
  * converts LBAs and guarantees every request lies inside [0, sizeBytes).
  *
  * Implementations reject with an Error carrying `code` (the errno name, e.g. 'EIO', 'ENOSPC')
- * when the I/O fails; they never report success for data that was not transferred.
+ * when the I/O fails; they never report success for data that was not transferred. 'ENOTOWNER':
+ * this server does not serve the medium (now): the command may succeed through another server.
  *
  * The optional members are capabilities: a logical unit reports thin provisioning only when the
  * backend can deallocate (`punchHole` + `mapStatus`), and persistent reservations survive a

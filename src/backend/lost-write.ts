@@ -10,8 +10,13 @@
  * rejects with the first error (its code kept, so ENOSPC still maps to 27h/07h) until the file is
  * opened again — a server restart or a new owner — which starts from what is really on disk.
  */
+/** The latched failure of an earlier write or flush (its errno `code` kept): the medium's, not the path's. */
+export class LostWriteError extends Error {
+  code = 'EIO';
+}
+
 export class LostWriteLatch {
-  private lost?: NodeJS.ErrnoException;
+  private lost?: LostWriteError;
 
   constructor(private readonly description: string) {}
 
@@ -21,7 +26,7 @@ export class LostWriteLatch {
     // EBADF: the descriptor cannot write at all (read-only, closed); nothing was written or lost.
     if (this.lost !== undefined || e?.code === 'EBADF') return;
     const code = typeof e?.code === 'string' ? e.code : 'EIO';
-    const lost: NodeJS.ErrnoException = new Error(
+    const lost = new LostWriteError(
       `${this.description}: an earlier write or flush failed (${e?.message ?? code}); its data may be lost, so nothing is reported durable until the LUN is reopened`,
       { cause: err },
     );
@@ -30,7 +35,7 @@ export class LostWriteLatch {
   }
 
   /** The latched error, if a write was lost. */
-  get error(): NodeJS.ErrnoException | undefined {
+  get error(): LostWriteError | undefined {
     return this.lost;
   }
 

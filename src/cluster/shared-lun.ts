@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BackendExtent, BlockBackend } from '../backend/block-backend.js';
 import { FileBackend, type FileBackendOptions } from '../backend/file-backend.js';
+import { LostWriteError } from '../backend/lost-write.js';
 import type { AluaState } from '../scsi/alua.js';
 import type { ItNexus } from '../scsi/nexus.js';
 import { setTargetPortGroupsFailed, type AluaCoordinator, type TargetPortGroupInfo, type TpgStatus } from '../scsi/target-port-groups.js';
@@ -216,7 +217,11 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     const limit = this.timing.staleMs / 2;
     const failing = err !== undefined && Date.now() - this.lastProof > limit;
     const hanging = this.provingSince !== null && Date.now() - this.provingSince > limit;
-    if (!failing && !hanging) return;
+    if (failing || hanging) this.fence(err);
+  }
+
+  private fence(err: unknown): void {
+    if (this.role !== 'owner' || this.fenced) return;
     this.log.error({ err, path: this.description }, 'LUN sharing: volume unreachable; not serving media commands until it answers');
     this.fenced = true;
     this.unit?.setAccessState('transitioning');
@@ -469,10 +474,25 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
 
   private guard<T>(op: () => Promise<T>): Promise<T> {
     try {
-      return op();
+      return op().catch((err: unknown) => {
+        throw this.pathLost(err);
+      });
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /**
+   * ENOTCONN from the owned file: this node's gluster client has lost the volume (killed, or cut
+   * from every brick), and its lock goes with it, so it cannot show it owns the LU: it fences at
+   * once, and the command is answered as by a path in transition (ENOTOWNER), which multipath
+   * retries through another node, instead of as a medium error the file system would see. A
+   * write lost earlier (the latch) stays the medium's error.
+   */
+  private pathLost(err: unknown): unknown {
+    if (err instanceof LostWriteError || (err as { code?: unknown } | null)?.code !== 'ENOTCONN') return err;
+    this.fence(err);
+    return new NotOwnerError(`${this.description}: this node lost the volume`, { cause: err });
   }
 
   async close(): Promise<void> {

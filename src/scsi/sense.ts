@@ -19,6 +19,7 @@ export const SenseKey = {
 export const Asc = {
   NO_ADDITIONAL_SENSE: 0x0000,
   LOGICAL_UNIT_NOT_READY_MANUAL_INTERVENTION_REQUIRED: 0x0403,
+  LOGICAL_UNIT_NOT_ACCESSIBLE_TRANSITIONING: 0x040a,
   LOGICAL_UNIT_COMMUNICATION_TIME_OUT: 0x0801,
   UNREACHABLE_COPY_TARGET: 0x0804,
   COPY_TARGET_DEVICE_NOT_REACHABLE: 0x0d02,
@@ -191,6 +192,17 @@ export function storageTimedOut(err: unknown): boolean {
 }
 
 /**
+ * The backend does not serve the medium through this port now (ENOTOWNER: another server owns
+ * the LU, or this one just lost the volume): NOT READY, ASYMMETRIC ACCESS STATE TRANSITION
+ * (SPC-4 §5.15.2.6). Linux takes it as a path error, which dm-multipath retries through another
+ * node; nothing was transferred.
+ */
+function notServedHere(err: unknown): ScsiResponse | undefined {
+  if ((err as { code?: unknown } | null)?.code !== 'ENOTOWNER') return undefined;
+  return senseError(SenseKey.NOT_READY, Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_TRANSITIONING);
+}
+
+/**
  * The storage did not answer in time: NOT READY / LOGICAL UNIT COMMUNICATION TIME-OUT (SPC-4
  * §4.5.6: NOT READY, "the logical unit is not accessible"; 08h/01h). Not MEDIUM ERROR: nothing is
  * known about the medium, and Linux fails a MEDIUM ERROR up to the file system while it treats this
@@ -204,6 +216,8 @@ export function storageTimeout(): ScsiResponse {
 /** Backend read failure: MEDIUM ERROR / UNRECOVERED READ ERROR (SBC-3 §4.13 / SPC-4 Table 28), or `storageTimeout`. */
 export function readError(err?: unknown): ScsiResponse {
   if (storageTimedOut(err)) return storageTimeout();
+  const elsewhere = notServedHere(err);
+  if (elsewhere !== undefined) return elsewhere;
   return senseError(SenseKey.MEDIUM_ERROR, Asc.UNRECOVERED_READ_ERROR);
 }
 
@@ -218,6 +232,8 @@ export function readError(err?: unknown): ScsiResponse {
  */
 export function writeError(err: unknown): ScsiResponse {
   if (storageTimedOut(err)) return storageTimeout();
+  const elsewhere = notServedHere(err);
+  if (elsewhere !== undefined) return elsewhere;
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return senseError(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);

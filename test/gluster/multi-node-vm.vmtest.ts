@@ -7,7 +7,9 @@
  * ALUA device handler attached with the states RTPG reports (1 active/optimized, 2 standby,
  * the same through every path), then fio with crc32c verification on XFS on the map while the
  * owner is SIGKILLed: no I/O error, every block verified; the killed node restarts as standby;
- * sg_persist registers through one node and reserves through another, and the reservation
+ * fio again while the owner is SIGSTOPped past the staleness time (it keeps the LU: no second
+ * writer) and continued; sg_stpg through a standby path moves the LU there; fio again while the
+ * owner's gluster client is killed (a survivor serves); sg_persist registers through one node and reserves through another, and the reservation
  * outlives the owner.
  */
 import { readFileSync } from 'node:fs';
@@ -140,21 +142,52 @@ describe.skipIf(pre.skip)('multi-node serving to the kernel initiator: ALUA, dm-
     recordTiming('multi-node-vm-owner-after-setup', 0, { node: record.node, epoch: record.epoch });
   }, 300_000);
 
-  test('XFS on the map, fio with crc32c verification; the owner SIGKILLed mid-I/O: no I/O error, every block verified', async () => {
+  /** The node owning the LUN as the volume records it (owner.json), read through the first mount that answers. */
+  const ownerOnVolume = (): number => {
+    let lastErr: unknown;
+    for (const m of mounts) {
+      try {
+        const record = JSON.parse(readFileSync(join(m, 'app-store.img.glfs-target', 'owner.json'), 'utf8')) as { node: string };
+        return Number(record.node.replace('node', '')) - 1;
+      } catch (err) {
+        lastErr = err; // a node whose gluster client was killed answers ENOTCONN
+      }
+    }
+    throw lastErr;
+  };
+
+  /** RTPG through each of the three paths shows 1 active/optimized + 2 standby (waits up to a minute for paths to return). */
+  async function expectOneOwnerThroughEveryPath(when: string): Promise<void> {
+    const want = JSON.stringify(['active/optimized', 'standby', 'standby']);
+    let rtpgs: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const a = await vm.json<AluaReport>('alua_report', { name: `alua_report (${when})`, timeoutS: 120 });
+      rtpgs = a.disks.map((d) => JSON.stringify(d.rtpg.groups?.map((g) => g.stateName).sort() ?? null));
+      if (rtpgs.length === 3 && rtpgs.every((r) => r === want)) return;
+      await sleep(2000);
+    }
+    expect(rtpgs, `RTPG through each path ${when}`).toEqual([want, want, want]);
+  }
+
+  /**
+   * fio with crc32c verification on XFS on the map (mounted if it is not), `fault` hitting the owner 6 s in: no I/O error
+   * above the paths, every block verified, the file system clean. Returns ms from fault to fio's end.
+   */
+  async function fioThrough(fault: () => Promise<void>): Promise<number> {
     const map = `/dev/mapper/${wwid}`;
-    const mk = await vm.sh(`mkfs.xfs -f ${map} >/dev/null && mkdir -p /mnt/mn && mount ${map} /mnt/mn && dmesg -C`, { timeoutS: 180 });
-    expect(mk.code, describeStep('mkfs.xfs + mount', mk)).toBe(0);
     const fio = ['fio', '--name=mn', '--directory=/mnt/mn', '--direct=1', '--ioengine=libaio', '--rw=randwrite', '--bs=4k',
       '--iodepth=8', '--size=24M', '--fsync=32', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--randseed=77',
       '--output-format=json', '--output=/run/fiomn.json'].join(' ');
-    expect((await vm.sh(`setsid ${fio} >/run/fiomn.log 2>&1 </dev/null & echo ok`)).code).toBe(0);
+    const mnt = await vm.sh(`grep -q ' /mnt/mn ' /proc/mounts || mount ${map} /mnt/mn`, { timeoutS: 120 });
+    expect(mnt.code, describeStep('mount', mnt)).toBe(0);
+    expect((await vm.sh(`rm -f /mnt/mn/mn.* /run/fiomn.*; dmesg -C; setsid ${fio} >/run/fiomn.log 2>&1 </dev/null & echo ok`)).code).toBe(0);
     await sleep(6000);
-    expect((await vm.sh('pidof fio')).code, 'fio still running when the owner dies').toBe(0);
-    const killedAt = Date.now();
-    await nodes[owner]!.kill('SIGKILL');
+    expect((await vm.sh('pidof fio')).code, 'fio still running when the fault hits').toBe(0);
+    const faultAt = Date.now();
+    await fault();
     const done = await vm.sh('for i in $(seq 1 1200); do pidof fio >/dev/null || exit 0; sleep 0.5; done; exit 1', { timeoutS: 700 });
     expect(done.code, 'fio finished').toBe(0);
-    recordTiming('multi-node-vm-fio-after-kill', Date.now() - killedAt);
+    const ms = Date.now() - faultAt;
     const out = await vm.sh('cat /run/fiomn.json; cat /run/fiomn.log >&2');
     const f = parseFio(out.out, out.err, 0);
     expect(f.error, `${out.err}\n${out.out.slice(0, 3000)}`).toBe(0);
@@ -168,6 +201,14 @@ describe.skipIf(pre.skip)('multi-node serving to the kernel initiator: ALUA, dm-
     expect(above.join('\n'), 'kernel log above the paths').not.toMatch(new RegExp(`I/O error|Buffer I/O error|critical medium error|XFS.*(corrupt|error)|${dm}.*error`, 'i'));
     const um = await vm.sh('umount /mnt/mn && xfs_repair -n ' + map, { timeoutS: 180 });
     expect(um.code, describeStep('umount + xfs_repair -n', um)).toBe(0);
+    return ms;
+  }
+
+  test('XFS on the map, fio with crc32c verification; the owner SIGKILLed mid-I/O: no I/O error, every block verified', async () => {
+    const map = `/dev/mapper/${wwid}`;
+    const mk = await vm.sh(`mkfs.xfs -f ${map} >/dev/null && mkdir -p /mnt/mn && mount ${map} /mnt/mn`, { timeoutS: 180 });
+    expect(mk.code, describeStep('mkfs.xfs + mount', mk)).toBe(0);
+    recordTiming('multi-node-vm-fio-after-kill', await fioThrough(() => nodes[owner]!.kill('SIGKILL')));
   }, 900_000);
 
   test('the killed node restarts and rejoins as standby; RTPG still shows one active/optimized group', async () => {
@@ -181,6 +222,57 @@ describe.skipIf(pre.skip)('multi-node serving to the kernel initiator: ALUA, dm-
     }
     expect(groups.map((g) => g.stateName).sort(), JSON.stringify(groups)).toEqual(['active/optimized', 'standby', 'standby']);
   }, 300_000);
+
+  test('the owner SIGSTOPped mid-fio for 15 s, then continued (tcmu-runner#420): nobody else writes meanwhile; no I/O error, every block verified', async () => {
+    const stopped = ownerOnVolume();
+    const pid = nodes[stopped]!.pid()!;
+    const ms = await fioThrough(async () => {
+      process.kill(pid, 'SIGSTOP');
+      try {
+        // Longer than the initiator's NOP-Out timeout plus replacement_timeout (the stopped path
+        // fails; dm-multipath queues) and three times the heartbeat staleness.
+        await sleep(15_000);
+        // The stopped owner's gluster client still holds the file's lock: no second writer
+        // exists, so nothing it had in flight can land after another owner's writes.
+        expect(ownerOnVolume(), 'the LU stays with the stopped owner').toBe(stopped);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+    });
+    recordTiming('multi-node-vm-fio-after-stop', ms, { stopped: `node${stopped + 1}` });
+    // Every path is back and RTPG agrees through all of them: one owner, two standbys.
+    await expectOneOwnerThroughEveryPath('after SIGCONT');
+  }, 900_000);
+
+  test('SET TARGET PORT GROUPS (sg_stpg) through a standby path makes its node the owner; RTPG agrees through every path', async () => {
+    const from = ownerOnVolume();
+    const to = (from + 1) % 3;
+    const r = await vm.sh(`sg_stpg --optimized ${devs[to]!.dev}`, { timeoutS: 60 });
+    expect(r.code, describeStep('sg_stpg --optimized', r)).toBe(0);
+    // SPC-4 §6.45: GOOD comes once the transition is complete.
+    expect(ownerOnVolume()).toBe(to);
+    const a = await vm.json<AluaReport>('alua_report', { name: 'alua_report (after STPG)', timeoutS: 120 });
+    const rtpgs = a.disks.map((d) => JSON.stringify(d.rtpg.groups?.map((g) => [g.id, g.stateName])));
+    expect(new Set(rtpgs).size, rtpgs.join('\n')).toBe(1);
+    const toTpg = a.disks.find((d) => d.dev === devs[to]!.dev)!.vpd83.designators.find((x) => x.assoc === 'port' && x.typeName === 'tpg')?.tpg;
+    expect(a.disks[0]!.rtpg.groups!.find((g) => g.stateName === 'active/optimized')?.id).toBe(toTpg);
+  }, 300_000);
+
+  test('the owner\'s gluster client killed mid-fio: its commands are answered as by a path in transition, a survivor serves; no I/O error, every block verified', async () => {
+    const lost = ownerOnVolume();
+    const client = await vol.clientPid(mounts[lost]!);
+    expect(client, 'the owner\'s glusterfs client').toBeDefined();
+    const ms = await fioThrough(async () => {
+      process.kill(client!, 'SIGKILL');
+    });
+    recordTiming('multi-node-vm-fio-after-client-kill', ms, { lost: `node${lost + 1}` });
+    expect(ownerOnVolume(), 'a survivor owns the LU').not.toBe(lost);
+    expect(nodes[lost]!.logs()).toMatch(/volume unreachable; not serving media commands/);
+    // The node comes back: its mount, then its server, which rejoins as standby.
+    await vol.mountClient(mounts[lost]!);
+    await nodes[lost]!.restart();
+    await expectOneOwnerThroughEveryPath('after the node came back');
+  }, 900_000);
 
   test('sg_persist: registered through one node, reserved through another, the reservation outlives the owner', async () => {
     // Each sd device is one I_T nexus through one node (devs is in node order).

@@ -8,6 +8,7 @@ import {
   fixedToDescriptorSense,
   invalidFieldInCdb,
   invalidFieldInParameterList,
+  readError,
   writeError,
 } from '../../src/scsi/sense.js';
 
@@ -54,6 +55,13 @@ describe('fixed sense', () => {
     expect(writeError(Object.assign(new Error(), { code: 'EIO' })).sense![12]).toBe(0x0c);
     expect(writeError(undefined).sense![2]).toBe(3);
     expect(Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT).toBe(0x2707);
+  });
+
+  it('a backend that does not serve the medium here (ENOTOWNER) answers NOT READY, in transition: a path error, never MEDIUM ERROR', () => {
+    const notOwner = Object.assign(new Error(), { code: 'ENOTOWNER' });
+    for (const r of [writeError(notOwner), readError(notOwner)]) {
+      expect([r.sense![2]! & 0x0f, r.sense![12], r.sense![13]]).toEqual([SenseKey.NOT_READY, 0x04, 0x0a]);
+    }
   });
 });
 
