@@ -1,3 +1,8 @@
+/** The latched failure of an earlier write or flush (its errno `code` kept): the medium's, not the path's. */
+export class LostWriteError extends Error {
+  code = 'EIO';
+}
+
 /**
  * Remembers that a file descriptor lost a write, so no later flush claims durability.
  *
@@ -10,11 +15,6 @@
  * rejects with the first error (its code kept, so ENOSPC still maps to 27h/07h) until the file is
  * opened again — a server restart or a new owner — which starts from what is really on disk.
  */
-/** The latched failure of an earlier write or flush (its errno `code` kept): the medium's, not the path's. */
-export class LostWriteError extends Error {
-  code = 'EIO';
-}
-
 export class LostWriteLatch {
   private lost?: LostWriteError;
 

@@ -86,7 +86,6 @@ export interface LogicalUnitOptions {
 const READ_CDB = Buffer.from([Op.READ_16, ...new Array<number>(15).fill(0)]);
 const WRITE_CDB = Buffer.from([Op.WRITE_16, ...new Array<number>(15).fill(0)]);
 
-
 /** Resolves once `work` settles or `task` is aborted, whichever is first (`work` goes on). */
 function settledOrAborted(work: Promise<unknown>, task: AbortWatch | undefined): Promise<void> {
   const settled = work.then(() => undefined, () => undefined);
@@ -100,6 +99,7 @@ function settledOrAborted(work: Promise<unknown>, task: AbortWatch | undefined):
     });
   });
 }
+
 /** One logical unit: a block device (SBC-3, peripheral device type 00h) over a BlockBackend. */
 export class LogicalUnit implements ModeUnit, InquiryIdentity {
   readonly lun: number;
