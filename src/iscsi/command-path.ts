@@ -318,6 +318,11 @@ export class CommandPath {
 
   private finished(task: IscsiTask, res: ScsiResponse): void {
     if (task.transferFailure !== null) res = transferFailed(task.transferFailure);
+    if (res.status === ScsiStatus.CheckCondition && res.sense !== undefined && this.port.log.isLevelEnabled('debug')) {
+      // Fixed-format sense (SPC-4 §4.5.3): key in byte 2, ASC/ASCQ in bytes 12-13.
+      const s = res.sense;
+      this.port.log.debug({ itt: task.itt, opcode: task.scsi.cdb[0], key: s[2]! & 0x0f, asc: s[12], ascq: s[13] }, 'CHECK CONDITION');
+    }
     try {
       this.complete(task, res);
     } finally {

@@ -11,6 +11,16 @@
  * own), so pipelined iSCSI PDUs are not held back by delayed ACKs. RELAY_NO_QUICKACK=1 and
  * RELAY_NO_NODELAY=1 turn those off, to measure what they are worth.
  *
+ * A target port that refuses the connection (its server is down or restarting) is tried again
+ * every CONNECT_RETRY_MS for up to RELAY_CONNECT_WAIT_S seconds (default 30), while the guest
+ * keeps its side open. slirp has already accepted the guest's connection when this program runs,
+ * so closing it at once would show the guest a connection that opens and drops before the login
+ * (no network does that for a dead port: the SYN is refused or unanswered). open-iscsi's iscsid
+ * (2.1.8, Debian 12) can then stay in its reopen loop for good, binding each new connection to a
+ * session the kernel still holds as failed ("can't bind conn", open-iscsi issue #387, PR #388),
+ * so a restarted target would never be logged into again. Waiting looks like a host that does not
+ * answer yet; iscsid's own login timeout (15 s) ends the attempt as on a real network.
+ *
  * Build: cc -O2 -o relay relay.c
  */
 #define _GNU_SOURCE
@@ -45,6 +55,15 @@ static void logmsg(const char *fmt, ...) {
 }
 
 static int quickack = 1;
+
+#define CONNECT_RETRY_MS 250
+
+/* Sleeps CONNECT_RETRY_MS unless the guest closes its side meanwhile; returns 1 if it did. */
+static int guest_gone(int guest) {
+  struct pollfd p = {.fd = guest, .events = POLLRDHUP};
+  if (poll(&p, 1, CONNECT_RETRY_MS) <= 0) return 0;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
 
 static void arm_quickack(int fd) {
   if (!quickack) return;
@@ -90,9 +109,21 @@ int main(int argc, char **argv) {
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay) < 0) logmsg("TCP_NODELAY: %s", strerror(errno));
-  if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
-    logmsg("connect 127.0.0.1:%ld: %s", port, strerror(errno));
-    return 1;
+  const char *wait_env = getenv("RELAY_CONNECT_WAIT_S");
+  long wait_ms = (wait_env ? strtol(wait_env, NULL, 10) : 30) * 1000;
+  for (long waited = 0;; waited += CONNECT_RETRY_MS) {
+    if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) break;
+    int err = errno;
+    if (err != ECONNREFUSED || waited >= wait_ms || guest_gone(guest)) {
+      logmsg("connect 127.0.0.1:%ld: %s (after %ld ms)", port, strerror(err), waited);
+      return 1;
+    }
+    if (waited == 0) logmsg("connect 127.0.0.1:%ld: %s; trying again for up to %ld ms", port, strerror(err), wait_ms);
+    /* A refused connect leaves the socket unusable on some systems: start from a new one. */
+    close(s);
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) { logmsg("socket: %s", strerror(errno)); return 1; }
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
   }
   arm_quickack(s);
   /* The guest side is an AF_UNIX socketpair; nothing to tune there. */

@@ -44,7 +44,8 @@ iscsi_start() {
     echo "$k = ${kv#*=}" >>/etc/iscsi/iscsid.conf
   done
   if ! pidof iscsid >/dev/null; then
-    iscsid || return 1
+    # In the foreground, so its log (there is no syslog here) lands in /run/iscsid.log for diagnostics.
+    (setsid iscsid -f >/run/iscsid.log 2>&1 </dev/null &)
   fi
   local i
   for i in $(seq 1 50); do pidof iscsid >/dev/null && break; sleep 0.1; done
