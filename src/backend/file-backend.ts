@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import type { BackendExtent, BlockBackend } from './block-backend.js';
 import { flock, isLockHeld, readFileIfExists, replaceFile } from './atomic-file.js';
-import { LostWriteLatch } from './lost-write.js';
+import { LostWriteLatch, type LostWriteError } from './lost-write.js';
 import { RequestMerger } from './request-merger.js';
 
 /** The part of fs-ext (CommonJS, no bundled types) this module uses. */
@@ -292,6 +292,26 @@ export class FileBackend implements BlockBackend {
       };
       writeSome(fd, this.directIo ? directChunk(rest) : rest, pos, step);
     });
+  }
+
+  /** The write this descriptor lost, if any (lost-write.ts). */
+  get lostWriteError(): LostWriteError | undefined {
+    return this.lostWrite.error;
+  }
+
+  /**
+   * Start with `err` latched: this descriptor replaces one of the same owner that lost a write,
+   * with no other owner in between, so nothing written through that one may be reported durable.
+   */
+  inheritLostWrite(err: LostWriteError): void {
+    this.lostWrite.record(err);
+  }
+
+  /** fstat(2) on the descriptor: rejects (ENOTCONN) once the gluster client behind it is gone for good. */
+  probe(): Promise<void> {
+    const fd = this.fd;
+    if (fd < 0) return Promise.reject(closedError(this.description));
+    return new Promise((resolve, reject) => fs.fstat(fd, (err) => (err ? reject(err) : resolve())));
   }
 
   /** fdatasync(2); after a lost write, the latched error (lost-write.ts). */

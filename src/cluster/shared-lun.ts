@@ -3,12 +3,12 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BackendExtent, BlockBackend } from '../backend/block-backend.js';
 import { FileBackend, type FileBackendOptions } from '../backend/file-backend.js';
-import { LostWriteError } from '../backend/lost-write.js';
 import type { AluaState } from '../scsi/alua.js';
 import type { ItNexus } from '../scsi/nexus.js';
 import { setTargetPortGroupsFailed, type AluaCoordinator, type TargetPortGroupInfo, type TpgStatus } from '../scsi/target-port-groups.js';
 import type { AbortWatch, ScsiResponse } from '../scsi/types.js';
 import { ClusterView, type Heartbeat, type HandoverRequest, type OwnerRecord } from './cluster-view.js';
+import { OwnedFile } from './owned-file.js';
 import type { LunStateDir } from './state-dir.js';
 
 /** Timings of the ownership protocol (milliseconds). */
@@ -46,10 +46,6 @@ export interface SharedUnit {
   capacityChanged?(): void;
 }
 
-class NotOwnerError extends Error {
-  readonly code = 'ENOTOWNER';
-}
-
 /**
  * One LUN file served by several servers (one per gluster node), each through its own mount.
  * Exactly one — the owner — holds the file's exclusive lock and serves media commands (ALUA
@@ -63,7 +59,8 @@ class NotOwnerError extends Error {
  * A new owner opens the file afresh — with O_DIRECT on a gluster mount, since the kernel keeps a
  * FUSE file's pages across opens and would serve what this node read while it last owned the
  * file — and records a new epoch; an owner that finds a newer epoch recorded, or cannot reach the
- * volume, stops serving at once.
+ * volume, stops serving at once, and one whose gluster client was replaced (a remount) steps down
+ * and takes the file again through the new client (owned-file.ts).
  *
  * It is the logical unit's BlockBackend (media commands go to the owned file) and its
  * AluaCoordinator (REPORT / SET TARGET PORT GROUPS, implicit transitions).
@@ -73,11 +70,11 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
   /** Capacity: changes when the LU grows (grow, or a takeover that finds the file grown). */
   sizeBytes: number;
   readonly allocationUnit: number;
-  private data: FileBackend | null = null;
+  /** The file while this node owns the LU: where media commands go. */
+  private readonly media: OwnedFile;
   private role: 'owner' | 'standby' | 'releasing' = 'standby';
   private epoch = 0;
   private seq = 0;
-  private lastMediaIo = Date.now();
   private unit: SharedUnit | undefined;
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> = Promise.resolve();
@@ -109,6 +106,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     this.sizeBytes = sizeBytes;
     this.allocationUnit = allocationUnit;
     this.view = new ClusterView(state);
+    this.media = new OwnedFile(fileOptions.path, (err) => this.fence(err));
   }
 
   /**
@@ -234,6 +232,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     try {
       await this.view.refresh();
       await this.publish();
+      if (this.role === 'owner' && await this.media.deadForGood()) await this.dropDeadFile();
       this.lastProof = Date.now();
       this.fenced = false;
     } catch (err) {
@@ -271,7 +270,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     this.unit?.setAccessState('active/optimized');
     const h = this.view.handover();
     if (h === undefined || h.request.to === this.node.name || h.age > this.timing.handoverMs) return;
-    const idle = Date.now() - this.lastMediaIo;
+    const idle = Date.now() - this.media.lastMediaIo;
     if (h.request.reason === 'explicit' || idle >= this.timing.idleMs) {
       this.log.info({ path: this.description, to: h.request.to, reason: h.request.reason, idleMs: idle }, 'LUN sharing: handing over');
       await this.stepDown(h.request.reason === 'explicit' ? 'explicit' : 'implicit', true);
@@ -295,6 +294,16 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     if (h !== undefined && h.request.to === this.node.name) await this.state.remove('handover.json').catch(() => undefined);
   }
 
+  /**
+   * The owned file's descriptor is dead for good (the mount was remounted: a new gluster client),
+   * and the lock went with the old client: this node steps down, and as a standby opens the file
+   * afresh and takes the LU again unless another node has — no restart needed.
+   */
+  private async dropDeadFile(): Promise<void> {
+    this.log.warn({ path: this.description }, 'LUN sharing: the LUN file was opened through a gluster client that is gone; opening it again');
+    await this.stepDown('implicit', false);
+  }
+
   /** The lock is ours: record a new epoch, load what others committed, serve. */
   private async becomeOwner(file: FileBackend, status: TpgStatus): Promise<void> {
     try {
@@ -313,14 +322,14 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
       this.unit?.capacityChanged?.();
     }
     // Role and access state change together: a command waiting in awaitAccess sees both or neither.
-    this.data = file;
+    this.media.serve(file, this.epoch);
     this.role = 'owner';
     this.lastStatus = status;
     this.unit?.setAccessState('active/optimized');
     // Taken over from another node: not handed back before idleMs (no ping-pong). Owned since
     // start-up and never used: idle from the start, so an initiator without multipath that reached
     // another node first is served there (implicit transition) right away.
-    this.lastMediaIo = status === 'none' ? 0 : Date.now();
+    this.media.lastMediaIo = status === 'none' ? 0 : Date.now();
     this.log.info({ path: this.description, node: this.node.name, epoch: this.epoch }, 'LUN sharing: this node owns the LUN (active/optimized)');
     await this.publish().catch(() => undefined);
   }
@@ -333,8 +342,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     this.role = 'releasing';
     this.unit?.setAccessState('transitioning');
     await this.unit?.quiesce();
-    const file = this.data;
-    this.data = null;
+    const file = this.media.release(this.epoch);
     try {
       if (flush) await file?.flush();
     } catch (err) {
@@ -352,7 +360,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     const beat: Heartbeat = {
       node: this.node.name, pid: process.pid, seq: ++this.seq, group: this.node.group, relativePortIds: this.node.relativePortIds,
       role: this.role === 'releasing' ? 'transitioning' : this.role, epoch: this.role === 'owner' ? this.epoch : 0,
-      idleMs: Date.now() - this.lastMediaIo, prVersion: this.prVersion,
+      idleMs: Date.now() - this.media.lastMediaIo, prVersion: this.prVersion,
     };
     await this.state.writeJson(`node-${this.node.name}.json`, beat);
   }
@@ -429,31 +437,24 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
 
   // ── BlockBackend: media commands go to the owned file ────────────────────────────────────────
 
-  private owned(): FileBackend {
-    if (this.data === null) throw new NotOwnerError(`${this.description}: this node does not own the LUN`);
-    this.lastMediaIo = Date.now();
-    return this.data;
-  }
-
   read(buf: Buffer, offset: number): Promise<void> {
-    return this.guard(() => this.owned().read(buf, offset));
+    return this.media.read(buf, offset);
   }
 
   write(data: Buffer | readonly Buffer[], offset: number, durable: boolean): Promise<void> {
-    return this.guard(() => this.owned().write(data, offset, durable));
+    return this.media.write(data, offset, durable);
   }
 
   flush(): Promise<void> {
-    if (this.data === null) return Promise.resolve(); // nothing written through this node is pending
-    return this.guard(() => this.owned().flush());
+    return this.media.flush();
   }
 
   punchHole(offset: number, length: number, durable: boolean): Promise<void> {
-    return this.guard(() => this.owned().punchHole(offset, length, durable));
+    return this.media.punchHole(offset, length, durable);
   }
 
   mapStatus(offset: number, length: number): Promise<BackendExtent> {
-    return this.guard(() => this.owned().mapStatus(offset, length));
+    return this.media.mapStatus(offset, length);
   }
 
   /**
@@ -463,8 +464,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
    */
   async grow(sizeBytes: number): Promise<void> {
     this.fileOptions = { ...this.fileOptions, sizeBytes };
-    if (this.data !== null) {
-      await this.data.grow(sizeBytes);
+    if (await this.media.grow(sizeBytes)) {
       this.sizeBytes = sizeBytes;
       return;
     }
@@ -472,37 +472,12 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     if (st.size >= sizeBytes) this.sizeBytes = sizeBytes;
   }
 
-  private guard<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return op().catch((err: unknown) => {
-        throw this.pathLost(err);
-      });
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-
-  /**
-   * ENOTCONN from the owned file: this node's gluster client has lost the volume (killed, or cut
-   * from every brick), and its lock goes with it, so it cannot show it owns the LU: it fences at
-   * once, and the command is answered as by a path in transition (ENOTOWNER), which multipath
-   * retries through another node, instead of as a medium error the file system would see. A
-   * write lost earlier (the latch) stays the medium's error.
-   */
-  private pathLost(err: unknown): unknown {
-    if (err instanceof LostWriteError || (err as { code?: unknown } | null)?.code !== 'ENOTCONN') return err;
-    this.fence(err);
-    return new NotOwnerError(`${this.description}: this node lost the volume`, { cause: err });
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer !== null) clearTimeout(this.timer);
     // A poll stuck on a hung mount is not waited for beyond the staleness time.
     await Promise.race([this.ticking.catch(() => undefined), new Promise((r) => setTimeout(r, this.timing.staleMs).unref())]);
-    const file = this.data;
-    this.data = null;
-    await file?.close();
+    await this.media.release(this.epoch)?.close();
     await this.state.remove(`node-${this.node.name}.json`).catch(() => undefined);
   }
 }

@@ -1,0 +1,101 @@
+// The owner's way to the LUN file: the loss of the gluster client behind it (ENOTCONN) is a path
+// error, a descriptor dead for good is told from one whose bricks come back, and a lost write
+// stays latched across a reopen by the same owner. Real files; only the failing system call is
+// injected (a spy on node:fs), since ENOTCONN needs a gluster client to die.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FileBackend } from '../../src/backend/file-backend.js';
+import { LostWriteError } from '../../src/backend/lost-write.js';
+import { OwnedFile } from '../../src/cluster/owned-file.js';
+
+const BS = 512;
+let dir: string;
+let file: string;
+const opened: FileBackend[] = [];
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'glfs-owned-file-'));
+  file = path.join(dir, 'lun0.img');
+});
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const b of opened.splice(0)) await b.close().catch(() => undefined);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function openFile(): Promise<FileBackend> {
+  const b = await FileBackend.open({ path: file, sizeBytes: 1024 * 1024, create: true, readOnly: false, blockSize: BS });
+  opened.push(b);
+  return b;
+}
+
+const errno = (code: string): NodeJS.ErrnoException => Object.assign(new Error(`${code}: injected`), { code });
+
+/** The next write(2) fails with `code`. */
+function failNextWrite(code: string): void {
+  vi.spyOn(fs, 'write').mockImplementationOnce(((...args: unknown[]) => {
+    const cb = args[args.length - 1] as (err: NodeJS.ErrnoException | null, n: number) => void;
+    setImmediate(() => cb(errno(code), 0));
+  }) as unknown as typeof fs.write);
+}
+
+/** Every fstat(2) fails with ENOTCONN, as on a FUSE file whose client is gone. */
+function deadDescriptor(): void {
+  vi.spyOn(fs, 'fstat').mockImplementation(((...args: unknown[]) => {
+    const cb = args[args.length - 1] as (err: NodeJS.ErrnoException | null) => void;
+    setImmediate(() => cb(errno('ENOTCONN')));
+  }) as unknown as typeof fs.fstat);
+}
+
+describe('OwnedFile', () => {
+  it('a node that does not own the LU answers ENOTOWNER (NOT READY 04h/0Ah), and flush has nothing to do', async () => {
+    const media = new OwnedFile(file, () => undefined);
+    await expect(media.read(Buffer.alloc(BS), 0)).rejects.toMatchObject({ code: 'ENOTOWNER' });
+    await expect(media.write(Buffer.alloc(BS), 0, false)).rejects.toMatchObject({ code: 'ENOTOWNER' });
+    await expect(media.flush()).resolves.toBeUndefined();
+  });
+
+  it('ENOTCONN from the file is a lost path: the owner is told at once and the command gets ENOTOWNER', async () => {
+    const lostPath: unknown[] = [];
+    const media = new OwnedFile(file, (err) => lostPath.push(err));
+    media.serve(await openFile(), 1);
+    failNextWrite('ENOTCONN');
+    await expect(media.write(Buffer.alloc(BS, 1), 0, false)).rejects.toMatchObject({ code: 'ENOTOWNER' });
+    expect(lostPath).toHaveLength(1);
+    // Any other failure is the medium's and reported as is.
+    failNextWrite('EIO');
+    await expect(media.write(Buffer.alloc(BS, 1), 0, false)).rejects.toMatchObject({ code: 'EIO' });
+    expect(lostPath).toHaveLength(1);
+  });
+
+  it('after ENOTCONN the descriptor is dead for good only if it still fails (a new client), not when its bricks came back', async () => {
+    const media = new OwnedFile(file, () => undefined);
+    media.serve(await openFile(), 1);
+    expect(await media.deadForGood(), 'no ENOTCONN seen').toBe(false);
+    failNextWrite('ENOTCONN');
+    await media.write(Buffer.alloc(BS), 0, false).catch(() => undefined);
+    expect(await media.deadForGood(), 'the descriptor answers again').toBe(false);
+    failNextWrite('ENOTCONN');
+    await media.write(Buffer.alloc(BS), 0, false).catch(() => undefined);
+    deadDescriptor();
+    expect(await media.deadForGood(), 'fstat still answers ENOTCONN').toBe(true);
+  });
+
+  it('a write lost through one descriptor stays latched in the next one only when no other owner came between', async () => {
+    const media = new OwnedFile(file, () => undefined);
+    media.serve(await openFile(), 3);
+    failNextWrite('EIO');
+    await expect(media.write(Buffer.alloc(BS), 0, false)).rejects.toMatchObject({ code: 'EIO' });
+    await media.release(3)?.close();
+
+    media.serve(await openFile(), 4); // owner again at the next epoch
+    await expect(media.flush()).rejects.toBeInstanceOf(LostWriteError);
+    await media.release(4)?.close();
+
+    media.serve(await openFile(), 6); // another node owned epoch 5 and started from the disk
+    await expect(media.flush()).resolves.toBeUndefined();
+    expect(media.isOpen).toBe(true);
+  });
+});
