@@ -11,7 +11,7 @@
 //
 // Method: one 1 GiB backing file, fully written first (so it is allocated and sits in the page
 // cache). The contenders never run at the same time: each round starts one, runs a short warm-up
-// and the five workloads, stops it, then does the same with the other; the order alternates
+// and the workloads, stops it, then does the same with the other; the order alternates
 // between rounds. Reported: medians over the rounds and the ratio of the IOPS medians.
 //  - Default mode: glfs-target vs tgt, both serving the file in a temporary directory. Each
 //    workload is a single `qemu-img bench` process (one iSCSI session); its "Run completed in X

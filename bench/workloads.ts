@@ -1,5 +1,5 @@
 /**
- * The five benchmark workloads, the 1 GiB backing file they run on, and the `qemu-img bench`
+ * The benchmark workloads, the 1 GiB backing file they run on, and the `qemu-img bench`
  * runner (QEMU's iSCSI driver = libiscsi) that drives a target with them.
  */
 import { open } from 'node:fs/promises';
@@ -31,12 +31,14 @@ export interface Measurement {
 
 // Counts sized for ~2-4 s each on a 2-core VM against tgt; --scale adjusts, --quick divides by 10.
 // Access is sequential (qemu-img bench's default step is the request size, wrapping at the end of
-// the image), except the strided read: 4 KiB every 1 MiB + 4 KiB, so no two requests in flight
+// the image); at QD1 every request waits for the one before, so each pays the whole round trip
+// (what a database's synchronous reads and writes feel). The exception is the strided read: 4 KiB every 1 MiB + 4 KiB, so no two requests in flight
 // are adjacent and nothing can be merged or read ahead: it stands for random access.
 export const WORKLOADS: readonly Workload[] = [
   { name: '4k read QD32', size: 4096, depth: 32, write: false, count: 100_000 },
   { name: '4k write QD32', size: 4096, depth: 32, write: true, count: 80_000 },
   { name: '4k write QD1', size: 4096, depth: 1, write: true, count: 40_000 },
+  { name: '4k read QD1', size: 4096, depth: 1, write: false, count: 40_000 },
   { name: '1M read QD8', size: MiB, depth: 8, write: false, count: 2_500 },
   { name: '1M write QD8', size: MiB, depth: 8, write: true, count: 1_500 },
   { name: '4k strided read QD32', size: 4096, depth: 32, write: false, count: 60_000, step: MiB + 4096 },
