@@ -25,10 +25,6 @@ export class OwnedFile {
   /** `onPathLost`: the file answered ENOTCONN (the owner must stop serving at once). */
   constructor(private readonly description: string, private readonly onPathLost: (err: unknown) => void) {}
 
-  get isOpen(): boolean {
-    return this.file !== null;
-  }
-
   /**
    * Serve `file` as owner of `epoch`. Owned again with no other owner in between: a write lost
    * through the previous descriptor is still unaccounted for (lost-write.ts), so this one starts latched.
