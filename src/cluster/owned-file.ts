@@ -2,6 +2,18 @@ import type { BackendExtent } from '../backend/block-backend.js';
 import type { FileBackend } from '../backend/file-backend.js';
 import { LostWriteError } from '../backend/lost-write.js';
 
+/**
+ * The descriptor no longer reaches the volume through this node's gluster client:
+ * - ENOTCONN: the client lost every brick, or is gone (killed; the mount then needs remounting);
+ * - EBADFD (77; libuv has no name for it, so Node reports code 'UNKNOWN'): with
+ *   `client.strict-locks on` the client does not reopen a descriptor that held a lock once it
+ *   reconnects to restarted or reachable-again bricks — the lock is gone, and so is the descriptor.
+ */
+function pathLoss(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown } | null;
+  return e?.code === 'ENOTCONN' || e?.code === 'EBADFD' || e?.errno === -77;
+}
+
 /** A media command reached a node that does not own the LU (sense.ts: NOT READY 04h/0Ah). */
 export class NotOwnerError extends Error {
   readonly code = 'ENOTOWNER';
@@ -17,12 +29,12 @@ export class OwnedFile {
   private file: FileBackend | null = null;
   /** When a media command last came (0: never since the node took the LU at start-up). */
   lastMediaIo = Date.now();
-  /** The file answered ENOTCONN since the last `deadForGood`. */
+  /** The file answered ENOTCONN or EBADFD (`pathLoss`) since the last `deadForGood`. */
   private lost = false;
   /** A write lost through the last descriptor served, and its ownership's epoch. */
   private carriedLoss: { error: LostWriteError; epoch: number } | undefined;
 
-  /** `onPathLost`: the file answered ENOTCONN (the owner must stop serving at once). */
+  /** `onPathLost`: the file answered ENOTCONN or EBADFD (the owner must stop serving at once). */
   constructor(private readonly description: string, private readonly onPathLost: (err: unknown) => void) {}
 
   /**
@@ -46,9 +58,10 @@ export class OwnedFile {
   }
 
   /**
-   * Whether the file answered ENOTCONN and its descriptor is dead for good: asked once the volume
-   * answers again. The same gluster client back (its bricks returned) serves the descriptor again;
-   * a new one (the mount was remounted) never will, and the lock went with the old client.
+   * Whether the file lost its path (`pathLoss`) and its descriptor is dead for good: asked once
+   * the volume answers again. Without strict locks, the same gluster client back (its bricks
+   * returned) serves the descriptor again; a new client (the mount was remounted) never will, nor
+   * will a strict-locks client its locked descriptor (EBADFD) — and the lock is gone either way.
    */
   async deadForGood(): Promise<boolean> {
     if (!this.lost || this.file === null) return false;
@@ -57,7 +70,7 @@ export class OwnedFile {
       await this.file.probe();
       return false;
     } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'ENOTCONN';
+      return pathLoss(err);
     }
   }
 
@@ -103,14 +116,13 @@ export class OwnedFile {
   }
 
   /**
-   * ENOTCONN from the file: this node's gluster client has lost the volume (killed, or cut from
-   * every brick), and its lock goes with it, so it cannot show it owns the LU: it stops serving at
-   * once, and the command is answered as by a path in transition (ENOTOWNER), which multipath
-   * retries through another node, instead of as a medium error the file system would see. A
-   * write lost earlier (the latch) stays the medium's error.
+   * The file lost its path (`pathLoss`): this node's gluster client cannot show it holds the lock,
+   * so it stops serving at once, and the command is answered as by a path in transition
+   * (ENOTOWNER), which multipath retries through another node, instead of as a medium error the
+   * file system would see. A write lost earlier (the latch) stays the medium's error.
    */
   private pathLost(err: unknown): unknown {
-    if (err instanceof LostWriteError || (err as { code?: unknown } | null)?.code !== 'ENOTCONN') return err;
+    if (err instanceof LostWriteError || !pathLoss(err)) return err;
     this.lost = true;
     this.onPathLost(err);
     return new NotOwnerError(`${this.description}: this node lost the volume`, { cause: err });

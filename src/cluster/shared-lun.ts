@@ -295,12 +295,13 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
   }
 
   /**
-   * The owned file's descriptor is dead for good (the mount was remounted: a new gluster client),
-   * and the lock went with the old client: this node steps down, and as a standby opens the file
-   * afresh and takes the LU again unless another node has — no restart needed.
+   * The owned file's descriptor is dead for good (the mount was remounted: a new gluster client;
+   * or strict locks kept the client from reopening it), and the lock went with it: this node
+   * steps down, and as a standby opens the file afresh and takes the LU again unless another node
+   * has — no restart needed.
    */
   private async dropDeadFile(): Promise<void> {
-    this.log.warn({ path: this.description }, 'LUN sharing: the LUN file was opened through a gluster client that is gone; opening it again');
+    this.log.warn({ path: this.description }, 'LUN sharing: the LUN file\'s descriptor is dead (its gluster client is gone, or did not reopen it); opening the file again');
     await this.stepDown('implicit', false);
   }
 

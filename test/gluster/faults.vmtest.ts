@@ -2,7 +2,8 @@
  * The fault matrix of issue 11 on a real replica-3 gluster volume, served by a built glfs-target
  * and driven over real TCP by the scriptable initiator:
  *  - all three bricks SIGKILLed mid-write: writes answer CHECK CONDITION, never GOOD; the server
- *    stays up (a new login works); once the bricks are back, writes are GOOD again and every
+ *    stays up (a new login works); once the bricks are back, writes are GOOD again (the locked
+ *    descriptor is dead under strict locks: the server opens the file again by itself) and every
  *    acknowledged block reads back. SYNCHRONIZE CACHE stays failed (the lost write is latched)
  *    until the server restarts;
  *  - the FUSE client killed under the server: clear CHECK CONDITIONs, no crash; after a remount
@@ -12,8 +13,8 @@
  *    acknowledged than fits. It has a fresh volume of its own: bricks that fill unevenly (after a
  *    heal, say) make AFR fail the write for lost quorum with ENOTCONN instead of ENOSPC, which is
  *    MEDIUM ERROR / WRITE ERROR — still never GOOD, but not the sense this test pins down.
- * The volume runs with write-behind off (docs/high-availability.md), so a GOOD write has reached
- * the bricks. Run alone: `flock /tmp/glfs-testbed.lock npx vitest run -c test/vm/vitest.config.ts test/gluster/faults.vmtest.ts`.
+ * The volume runs as docs/high-availability.md deploys it: write-behind off, so a GOOD write has
+ * reached the bricks, and client.strict-locks on. Run alone: `flock /tmp/glfs-testbed.lock npx vitest run -c test/vm/vitest.config.ts test/gluster/faults.vmtest.ts`.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -86,8 +87,10 @@ function servedVolume(name: string, opts: { brickMiB?: number } = {}) {
   beforeAll(async () => {
     if (missing !== '') throw new Error(`fault suite needs: ${missing}`);
     ctx.vol = await GlusterVolume.create(`glfs-faults-${name}-${process.pid}`, opts);
-    // As docs/high-availability.md deploys it: no write-behind, so a GOOD write reached the bricks.
+    // As docs/high-availability.md deploys it: no write-behind, so a GOOD write reached the bricks;
+    // strict locks, so a descriptor that held the lock is not reopened when the bricks return.
     await ctx.vol.cli('volume', 'set', ctx.vol.name, 'performance.write-behind', 'off');
+    await ctx.vol.cli('volume', 'set', ctx.vol.name, 'client.strict-locks', 'on');
     ctx.port = await freePort();
     ctx.server = await startGlfsTarget({
       iqn: IQN,
@@ -218,11 +221,13 @@ describe.skipIf(missing !== '' && !ci)('bricks and FUSE client killed under a se
     const bricksMs = Date.now() - back;
     await untilGood('WRITE after the bricks returned', () => cmd(ini, write10(5000, 1), { out: block(5000, 3) }), () => ctx.server?.logs() ?? '');
     const resumeMs = Date.now() - back;
+    expect(ctx.server!.logs(), 'the locked descriptor is dead under strict locks: the file was opened again').toMatch(/descriptor is dead \(its gluster client is gone, or did not reopen it\); opening the file again/);
     acked.set(5000, 3);
     await verify(ini);
-    // Writes failed while the bricks were gone: the lost write is latched, so no flush through
-    // this open file claims durability (SBC-3 §5.26: GOOD means the cache reached the medium).
-    expect(senseOf(await cmd(ini, SYNC10)), 'SYNCHRONIZE CACHE after lost writes, same open file').toBe('2:3/c/0');
+    // Writes failed while the bricks were gone: the lost write is latched — carried over to the
+    // descriptor the server opened again, no other owner having come between — so no flush claims
+    // durability until a restart (SBC-3 §5.26: GOOD means the cache reached the medium).
+    expect(senseOf(await cmd(ini, SYNC10)), 'SYNCHRONIZE CACHE after lost writes, no restart').toBe('2:3/c/0');
     ini.close();
 
     const restartAt = Date.now();
@@ -265,7 +270,7 @@ describe.skipIf(missing !== '' && !ci)('bricks and FUSE client killed under a se
     await ctx.vol.mountClient(ctx.vol.mount);
     await untilGood('READ after the remount', () => cmd(ini, read10(0), { inLen: BLOCK }), () => ctx.server?.logs() ?? '');
     const recoverMs = Date.now() - t;
-    expect(ctx.server!.logs()).toMatch(/gluster client that is gone; opening it again/);
+    expect(ctx.server!.logs()).toMatch(/descriptor is dead \(its gluster client is gone, or did not reopen it\); opening the file again/);
     await verify(ini);
     await writeBlocks(ini, [3010], 6);
     // The write that failed through the dead descriptor stays latched (lost-write.ts): nothing

@@ -275,7 +275,7 @@ describe.skipIf(pre.skip)('multi-node serving to the kernel initiator: ALUA, dm-
     await vol.mountClient(mounts[lost]!);
     await expectOneOwnerThroughEveryPath('after the node\'s mount came back');
     expect(nodes[lost]!.pid(), 'the same server process').toBe(pid);
-    expect(nodes[lost]!.logs()).toMatch(/gluster client that is gone; opening it again/);
+    expect(nodes[lost]!.logs()).toMatch(/descriptor is dead \(its gluster client is gone, or did not reopen it\); opening the file again/);
   }, 900_000);
 
   test('the owner cut off from the bricks mid-fio, then reconnected: it fences, a survivor serves; no I/O error, every block verified; it rejoins as standby', async () => {

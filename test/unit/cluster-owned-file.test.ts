@@ -32,20 +32,22 @@ async function openFile(): Promise<FileBackend> {
 }
 
 const errno = (code: string): NodeJS.ErrnoException => Object.assign(new Error(`${code}: injected`), { code });
+/** EBADFD as Node reports it (libuv has no name for errno 77). */
+const ebadfd = (): NodeJS.ErrnoException => Object.assign(new Error('Unknown system error -77'), { code: 'UNKNOWN', errno: -77 });
 
-/** The next write(2) fails with `code`. */
-function failNextWrite(code: string): void {
+/** The next write(2) fails with `err` (an errno code, or the error itself). */
+function failNextWrite(err: string | NodeJS.ErrnoException): void {
   vi.spyOn(fs, 'write').mockImplementationOnce(((...args: unknown[]) => {
-    const cb = args[args.length - 1] as (err: NodeJS.ErrnoException | null, n: number) => void;
-    setImmediate(() => cb(errno(code), 0));
+    const cb = args[args.length - 1] as (e: NodeJS.ErrnoException | null, n: number) => void;
+    setImmediate(() => cb(typeof err === 'string' ? errno(err) : err, 0));
   }) as unknown as typeof fs.write);
 }
 
-/** Every fstat(2) fails with ENOTCONN, as on a FUSE file whose client is gone. */
-function deadDescriptor(): void {
+/** Every fstat(2) fails with `err`, as on a FUSE file whose client is gone (ENOTCONN) or a strict-locks descriptor (EBADFD). */
+function deadDescriptor(err: () => NodeJS.ErrnoException = () => errno('ENOTCONN')): void {
   vi.spyOn(fs, 'fstat').mockImplementation(((...args: unknown[]) => {
-    const cb = args[args.length - 1] as (err: NodeJS.ErrnoException | null) => void;
-    setImmediate(() => cb(errno('ENOTCONN')));
+    const cb = args[args.length - 1] as (e: NodeJS.ErrnoException | null) => void;
+    setImmediate(() => cb(err()));
   }) as unknown as typeof fs.fstat);
 }
 
@@ -81,6 +83,17 @@ describe('OwnedFile', () => {
     await media.write(Buffer.alloc(BS), 0, false).catch(() => undefined);
     deadDescriptor();
     expect(await media.deadForGood(), 'fstat still answers ENOTCONN').toBe(true);
+  });
+
+  it('EBADFD (client.strict-locks: a locked descriptor is not reopened after the bricks return) is a lost path and a dead descriptor', async () => {
+    const lostPath: unknown[] = [];
+    const media = new OwnedFile(file, (err) => lostPath.push(err));
+    media.serve(await openFile(), 1);
+    failNextWrite(ebadfd());
+    await expect(media.write(Buffer.alloc(BS), 0, false)).rejects.toMatchObject({ code: 'ENOTOWNER' });
+    expect(lostPath).toHaveLength(1);
+    deadDescriptor(ebadfd);
+    expect(await media.deadForGood()).toBe(true);
   });
 
   it('a write lost through one descriptor stays latched in the next one only when no other owner came between', async () => {
