@@ -2,6 +2,9 @@ import type { BackendExtent } from '../backend/block-backend.js';
 import type { FileBackend } from '../backend/file-backend.js';
 import { LostWriteError } from '../backend/lost-write.js';
 
+/** Linux's EBADFD, "file descriptor in bad state" (absent from os.constants.errno). */
+const EBADFD = 77;
+
 /**
  * The descriptor no longer reaches the volume through this node's gluster client:
  * - ENOTCONN: the client lost every brick, or is gone (killed; the mount then needs remounting);
@@ -11,7 +14,7 @@ import { LostWriteError } from '../backend/lost-write.js';
  */
 function pathLoss(err: unknown): boolean {
   const e = err as { code?: unknown; errno?: unknown } | null;
-  return e?.code === 'ENOTCONN' || e?.code === 'EBADFD' || e?.errno === -77;
+  return e?.code === 'ENOTCONN' || e?.errno === -EBADFD;
 }
 
 /** A media command reached a node that does not own the LU (sense.ts: NOT READY 04h/0Ah). */
