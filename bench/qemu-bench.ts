@@ -7,7 +7,7 @@
 //
 // Options: --rounds N (5) | --quick | --only glfs|tgt|fio | --build (run `npm run build` first) |
 //          --scale F (multiply request counts) | --json FILE (raw results) | --dir DIR (backing file dir, tgt mode) |
-//          --gluster | --fio-engine NAME (psync; --gluster)
+//          --gluster | --fio-engine NAME (psync; --gluster) | --workloads A,B (names containing A or B, e.g. "QD1,strided")
 //
 // Method: one 1 GiB backing file, fully written first (so it is allocated and sits in the page
 // cache). The contenders never run at the same time: each round starts one, runs a short warm-up
@@ -37,14 +37,14 @@ import { fillBackingFile, WORKLOADS } from './workloads.js';
 
 interface Options {
   rounds: number; quick: boolean; only: string | null; build: boolean; scale: number; json: string | null;
-  dir: string | null; gluster: boolean; fioEngine: string; help?: boolean;
+  dir: string | null; gluster: boolean; fioEngine: string; workloads: string[] | null; help?: boolean;
 }
 
 /** The two contenders of each mode. */
 const modeNames = (gluster: boolean): string[] => (gluster ? ['glfs', 'fio'] : ['glfs', 'tgt']);
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 5, quick: false, only: null, build: false, scale: 1, json: null, dir: null, gluster: false, fioEngine: FIO_ENGINE };
+  const o: Options = { rounds: 5, quick: false, only: null, build: false, scale: 1, json: null, dir: null, gluster: false, fioEngine: FIO_ENGINE, workloads: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => { const v = argv[++i]; if (v === undefined) throw new Error(`${a} needs a value`); return v; };
@@ -57,6 +57,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--dir') o.dir = val();
     else if (a === '--gluster') o.gluster = true;
     else if (a === '--fio-engine') o.fioEngine = val();
+    else if (a === '--workloads') o.workloads = val().split(',');
     else if (a === '-h' || a === '--help') o.help = true;
     else throw new Error(`unknown argument ${a}`);
   }
@@ -64,9 +65,13 @@ function parseArgs(argv: string[]): Options {
   if (o.only !== null && !names.includes(o.only)) throw new Error(`--only takes ${names.join(' or ')}${o.gluster ? ' with --gluster' : ''}`);
   if (o.gluster && o.dir !== null) throw new Error('--dir does not apply with --gluster (the file is on the volume)');
   if (!(o.rounds >= 1) || !(o.scale > 0)) throw new Error('bad --rounds/--scale');
+  if (o.workloads !== null && selected(o.workloads).length === 0) throw new Error(`--workloads matches none of: ${WORKLOADS.map((w) => w.name).join(', ')}`);
   if (o.quick) { o.rounds = 1; o.scale /= 10; }
   return o;
 }
+
+/** The workloads whose names contain one of `parts` (all of them without --workloads). */
+const selected = (parts: string[] | null) => WORKLOADS.filter((w) => parts === null || parts.some((p) => w.name.includes(p)));
 
 function missingTools(names: string[], gluster: boolean): string {
   const tools = [...(names.some((n) => n !== 'fio') ? ['qemu-img'] : []), ...(names.includes('tgt') ? ['tgtd', 'tgtadm'] : []),
@@ -112,6 +117,7 @@ async function main(): Promise<number> {
       cleanup().finally(() => process.exit(code));
     });
   }
+  const workloads = selected(o.workloads);
   const started = new Date();
   let results;
   try {
@@ -127,7 +133,7 @@ async function main(): Promise<number> {
     log(`writing 1 GiB backing file ${file}`);
     await fillBackingFile(file);
     const all: Contender[] = [glfsContender(file), o.gluster ? fioContender(file, o.fioEngine) : tgtContender(file)];
-    results = await runRounds(all.filter((c) => names.includes(c.name)), WORKLOADS, {
+    results = await runRounds(all.filter((c) => names.includes(c.name)), workloads, {
       rounds: o.rounds, scale: o.scale, log, onSession: (s) => { session = s; },
     });
   } catch (e) {
@@ -145,9 +151,9 @@ async function main(): Promise<number> {
   const title = o.gluster
     ? `1 GiB file on a gluster replica-3 FUSE mount; glfs: qemu-img bench -t none over iSCSI, fio: on the file; median of ${o.rounds} round(s).`
     : `qemu-img bench, 1 GiB LUN, -t none; median of ${o.rounds} round(s).`;
-  const { lines, summary } = resultTable(names, WORKLOADS, results);
+  const { lines, summary } = resultTable(names, workloads, results);
   console.log([`${title} ${env}`, '', ...lines].join('\n'));
-  if (o.json) writeFileSync(o.json, JSON.stringify({ env, options: o, workloads: WORKLOADS, results, summary }, null, 2) + '\n');
+  if (o.json) writeFileSync(o.json, JSON.stringify({ env, options: o, workloads, results, summary }, null, 2) + '\n');
   return 0;
 }
 

@@ -44,7 +44,8 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
 fi
 
 # The target image: the npm package as `npm pack` makes it, its production dependencies pruned
-# from this checkout's node_modules (fs-ext already built for this node), and this host's node.
+# from this checkout's node_modules (fs-ext already built for this node), the package's own addon
+# (build/Release), and this host's node.
 [ -f "$REPO/dist/cli.js" ] || { echo "docker/build.sh: $REPO/dist is missing; run npm ci (or npm run build) first" >&2; exit 2; }
 NODE_BIN="$(readlink -f "$(command -v node)")"
 tctx="$(mktemp -d /var/tmp/glfs-docker-target-XXXXXX)"
@@ -59,6 +60,8 @@ else
   tar -xzf "$tctx/$tgz" -C "$tctx" && mv "$tctx/package" "$tctx/app"
   cp "$REPO/package-lock.json" "$tctx/app/"
   cp -a "$REPO/node_modules/." "$tctx/app/node_modules/"
+  # The package's own addon (native/, built by npm ci's install script): reads of cached data inline.
+  mkdir -p "$tctx/app/build/Release" && cp "$REPO/build/Release/nowait_io.node" "$tctx/app/build/Release/"
   (cd "$tctx/app" && npm prune --omit=dev --ignore-scripts --offline --no-audit --no-fund >/dev/null)
   cp "$NODE_BIN" "$tctx/node"
   docker_build "$TARGET_TAG" "$HERE/target.Dockerfile" "$tctx"

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import type { BackendExtent, BlockBackend } from './block-backend.js';
 import { flock, isLockHeld, readFileIfExists, replaceFile } from './atomic-file.js';
+import { CACHED_READ_MAX, CACHED_READ_MAX_BUFFERS, CACHED_READ_UNSUPPORTED, cachedReadsAvailable, readCached } from './cached-read.js';
 import { LostWriteLatch, type LostWriteError } from './lost-write.js';
 import { RequestMerger } from './request-merger.js';
 
@@ -108,6 +109,8 @@ export class FileBackend implements BlockBackend {
   private closing?: Promise<void>;
   /** Cleared when the file system refuses FALLOC_FL_PUNCH_HOLE; zeros are written instead. */
   private canPunch = true;
+  /** Reads of cached data are served on the event loop (not with O_DIRECT: it bypasses the cache); cleared when the file system refuses. */
+  private cachedReads: boolean;
   /** Cleared when the file system refuses SEEK_DATA/SEEK_HOLE; everything then reads as mapped. */
   private canSeekHoles = true;
   /** Set by the first failed write or flush: no later flush or durable write succeeds (lost-write.ts). */
@@ -126,6 +129,7 @@ export class FileBackend implements BlockBackend {
   ) {
     this.allocationUnit = allocationUnit;
     this.directIo = directIo;
+    this.cachedReads = cachedReadsAvailable && !directIo;
     this.description = path;
     this.lostWrite = new LostWriteLatch(path);
     this.fd = fd;
@@ -207,9 +211,10 @@ export class FileBackend implements BlockBackend {
 
   /** Reads and writes go through these: adjacent requests become one preadv/pwritev (request-merger.ts). */
   private readonly reads = new RequestMerger({
-    single: (r) => this.readOne(r.bufs[0]!, r.offset),
+    single: (r) => (this.readFromCache(r.bufs, r.offset, r.bytes) ? Promise.resolve() : this.readOne(r.bufs[0]!, r.offset)),
     merged: (offset, bufs, bytes) => new Promise((resolve, reject) => {
       if (this.fd < 0) return reject(closedError(this.description));
+      if (this.readFromCache(bufs, offset, bytes)) return resolve(true);
       if (this.directIo) return resolve(this.readEach(bufs, offset).then(() => true)); // one contiguous buffer per call
       fs.readv(this.fd, bufs, offset, (err, n) => (err ? reject(err) : resolve(n === bytes)));
     }),
@@ -235,6 +240,17 @@ export class FileBackend implements BlockBackend {
     // ever promised by a flush, which the latch refuses.
     if (!durable) return this.lostWrite.watch(this.writes.submit(offset, bufs, bytes, false));
     return this.lostWrite.guard(() => this.writes.submit(offset, bufs, bytes, true));
+  }
+
+  /**
+   * Whether all of a read was copied from the page cache on the event loop (cached-read.ts). One
+   * only partly cached is then read whole through the thread pool.
+   */
+  private readFromCache(bufs: readonly Buffer[], offset: number, bytes: number): boolean {
+    if (!this.cachedReads || this.fd < 0 || bytes > CACHED_READ_MAX || bufs.length > CACHED_READ_MAX_BUFFERS) return false;
+    const n = readCached(this.fd, bufs, offset);
+    if (n === CACHED_READ_UNSUPPORTED) this.cachedReads = false;
+    return n === bytes;
   }
 
   /** Adjacent buffers from `offset`, each read on its own. */

@@ -16,6 +16,7 @@ import { normalize as normalizeAddress } from '../auth/backoff.js';
 import { formatHostPort } from '../config/portal.js';
 import { TargetNode } from './target-node.js';
 import type { CallBounds } from '../backend/bounded-backend.js';
+import { cachedReadsAvailable } from '../backend/cached-read.js';
 import { DEFAULT_ISCSI_SETTINGS } from '../config/schema.js';
 import { LoginCounters } from './io-stats.js';
 
@@ -128,7 +129,8 @@ export class IscsiServer implements ServerContext {
   private logCallBounds(): CallBounds {
     const pool = threadPoolSize();
     const { clamped, ...bounds } = backendCallBounds(this.settings, pool);
-    const details = { threadPool: pool, backendCallsPerLun: bounds.maxInFlight, backendTimeoutSeconds: bounds.deadlineMs / 1000 };
+    // cachedReads: whether the native addon loaded (reads of cached local data skip the pool).
+    const details = { threadPool: pool, backendCallsPerLun: bounds.maxInFlight, backendTimeoutSeconds: bounds.deadlineMs / 1000, cachedReads: cachedReadsAvailable };
     if (clamped) this.log.warn({ ...details, configured: this.settings.backendCallsPerLun }, 'iscsi.backendCallsPerLun does not fit the file I/O thread pool (UV_THREADPOOL_SIZE): one hung LUN could take all of it; using half the pool');
     else this.log.info(details, 'file I/O thread pool: a LUN whose storage hangs holds at most backendCallsPerLun threads');
     return bounds;

@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { FileBackend } from '../../src/backend/file-backend.js';
+import { cachedReadsAvailable } from '../../src/backend/cached-read.js';
 
 let dir: string;
 const open: FileBackend[] = [];
@@ -157,5 +159,42 @@ describe('FileBackend', () => {
     await b.flush(); // fdatasync on a read-only fd is fine
     await b.close();
     await expect(b.read(Buffer.alloc(512), 0)).rejects.toMatchObject({ code: 'EBADF' });
+  });
+
+  it('serves reads of cached data while every thread-pool thread is stuck; uncached parts wait for the pool', async () => {
+    expect(cachedReadsAvailable, 'the native addon (build/Release/nowait_io.node) is built by npm ci').toBe(true);
+    const p = path.join(dir, 'cached.img');
+    const b = await openBackend({ path: p, sizeBytes: 8 * MiB, create: true, readOnly: false, blockSize: 512 });
+    const data = Buffer.alloc(64 * 1024, 0x5a);
+    await b.write(data, 0, false); // in the page cache now
+    // The next 64 KiB written with O_DIRECT: on the disk, and in no page cache.
+    const src = path.join(dir, 'src.bin');
+    fs.writeFileSync(src, Buffer.alloc(data.length, 0x33));
+    execFileSync('dd', [`if=${src}`, `of=${p}`, `bs=${data.length}`, 'seek=1', 'count=1', 'oflag=direct', 'conv=notrunc'], { stdio: 'ignore' });
+    // Occupy every pool thread: opening a FIFO for reading blocks until a writer comes.
+    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    const fifos = Array.from({ length: threads }, (_, i) => path.join(dir, `fifo${i}`));
+    for (const f of fifos) execFileSync('mkfifo', [f]);
+    const stuck = fifos.map((f) => fs.promises.open(f, 'r'));
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const cached = Buffer.alloc(data.length);
+      const cachedRead = b.read(cached, 0).then(() => 'done');
+      expect(await Promise.race([cachedRead, new Promise((r) => setTimeout(() => r('waiting'), 1000))])).toBe('done');
+      expect(cached.equals(data)).toBe(true);
+      // Half cached, half not: the cached half is copied, the other waits for a pool thread.
+      const mixed = Buffer.alloc(data.length, 0xff);
+      let mixedDone = false;
+      const mixedRead = b.read(mixed, data.length / 2).then(() => { mixedDone = true; });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(mixedDone).toBe(false);
+      for (const f of fifos) fs.closeSync(fs.openSync(f, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+      await mixedRead;
+      expect(mixed.subarray(0, data.length / 2).every((x) => x === 0x5a)).toBe(true);
+      expect(mixed.subarray(data.length / 2).every((x) => x === 0x33)).toBe(true);
+    } finally {
+      for (const f of fifos) { try { fs.closeSync(fs.openSync(f, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK)); } catch { /* opened already */ } }
+      for (const h of await Promise.all(stuck)) await h.close();
+    }
   });
 });
