@@ -5,7 +5,8 @@
 import { freePort, startGlfsTarget, startTgt, type TargetHandle } from '../test/e2e/harness.js';
 import { fioBench } from './fio.js';
 import { fmt } from './report.js';
-import { qemuImgBench, type Measurement, type Workload } from './workloads.js';
+import { iscsiLatency } from './latency.js';
+import { LUN_BYTES, qemuImgBench, type Measurement, type Workload } from './workloads.js';
 
 export interface Session {
   run(w: Workload, count: number): Promise<Measurement>;
@@ -17,10 +18,17 @@ export interface Contender {
   start(): Promise<Session>;
 }
 
+/** Commands timed one by one after a QD1 workload's qemu-img run (bench/latency.ts). */
+const LATENCY_COUNT = 5000;
+
 /** An iSCSI target driven by qemu-img bench; stop() fails if the server died during the run. */
 function targetSession(t: TargetHandle, what: string): Session {
   return {
-    run: (w, count) => qemuImgBench(t.url(), w, count),
+    async run(w, count) {
+      const m = await qemuImgBench(t.url(), w, count);
+      if (w.depth === 1) m.latency = await iscsiLatency(t.url(), w, Math.min(count, LATENCY_COUNT), LUN_BYTES);
+      return m;
+    },
     async stop() {
       const died = t.lastExit();
       await t.stop();
@@ -45,10 +53,10 @@ export const tgtContender = (file: string): Contender => ({
   }), 'tgtd'),
 });
 
-/** fio on `file` itself: nothing to start. */
-export const fioContender = (file: string, engine: string): Contender => ({
+/** fio on `file` itself, with O_DIRECT when `direct` (as the target opens it): nothing to start. */
+export const fioContender = (file: string, engine: string, direct: boolean): Contender => ({
   name: 'fio',
-  start: async () => ({ run: (w, count) => fioBench(file, w, count, engine), stop: async () => undefined }),
+  start: async () => ({ run: (w, count) => fioBench(file, w, count, engine, direct), stop: async () => undefined }),
 });
 
 /** results[contender][workload] = one measurement per round. */

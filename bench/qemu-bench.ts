@@ -7,7 +7,7 @@
 //
 // Options: --rounds N (5) | --quick | --only glfs|tgt|fio | --build (run `npm run build` first) |
 //          --scale F (multiply request counts) | --json FILE (raw results) | --dir DIR (backing file dir, tgt mode) |
-//          --gluster | --fio-engine NAME (psync; --gluster) | --workloads A,B (names containing A or B, e.g. "QD1,strided")
+//          --gluster | --fio-engine NAME (psync; --gluster) | --fio-buffered (fio without O_DIRECT; --gluster) | --workloads A,B (names containing A or B, e.g. "QD1,strided")
 //
 // Method: one 1 GiB backing file, fully written first (so it is allocated and sits in the page
 // cache). The contenders never run at the same time: each round starts one, runs a short warm-up
@@ -16,13 +16,14 @@
 //  - Default mode: glfs-target vs tgt, both serving the file in a temporary directory. Each
 //    workload is a single `qemu-img bench` process (one iSCSI session); its "Run completed in X
 //    seconds" gives IOPS and MiB/s. tgt exports the file as LUN 1 (LUN 0 is its controller),
-//    glfs-target as LUN 0. glfs-target runs from dist/ (whatever was built last).
+//    glfs-target as LUN 0. glfs-target runs from dist/ (whatever was built last). After each QD1
+//    run, the same workload is timed command by command for p50/p99 (bench/latency.ts).
 //  - --gluster: a replica-3 volume on this host (test/gluster/gluster.ts: glusterd, three bricks and
 //    the FUSE client in a private network namespace), FUSE-mounted, with the file on the mount.
 //    glfs-target serving it, driven as above, vs fio directly on it with the same request size,
-//    depth, sequential pattern and request count, buffered (--direct=0) as the target opens its
-//    LUN files; fio's time is its job runtime (bench/fio.ts explains the engine). The FUSE mount is
-//    the ceiling. The volume is torn down at the end, on error and on SIGINT/SIGTERM.
+//    depth, sequential pattern and request count, with O_DIRECT (--direct=1) as the target opens
+//    LUN files on a FUSE mount; fio's time is its job runtime, its QD1 latency its clat
+//    percentiles (bench/fio.ts explains the engine). The FUSE mount is the ceiling. The volume is torn down at the end, on error and on SIGINT/SIGTERM.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,19 +33,19 @@ import { GLFS_ENTRY, REPO_ROOT, which } from '../test/e2e/harness.js';
 import { GlusterVolume, glusterMissing } from '../test/gluster/gluster.js';
 import { fioContender, glfsContender, runRounds, tgtContender, type Contender, type Session } from './contenders.js';
 import { FIO_ENGINE } from './fio.js';
-import { environment, resultTable, tryExec } from './report.js';
+import { environment, latencyTable, resultTable, tryExec } from './report.js';
 import { fillBackingFile, WORKLOADS } from './workloads.js';
 
 interface Options {
   rounds: number; quick: boolean; only: string | null; build: boolean; scale: number; json: string | null;
-  dir: string | null; gluster: boolean; fioEngine: string; workloads: string[] | null; help?: boolean;
+  dir: string | null; gluster: boolean; fioEngine: string; fioBuffered: boolean; workloads: string[] | null; help?: boolean;
 }
 
 /** The two contenders of each mode. */
 const modeNames = (gluster: boolean): string[] => (gluster ? ['glfs', 'fio'] : ['glfs', 'tgt']);
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 5, quick: false, only: null, build: false, scale: 1, json: null, dir: null, gluster: false, fioEngine: FIO_ENGINE, workloads: null };
+  const o: Options = { rounds: 5, quick: false, only: null, build: false, scale: 1, json: null, dir: null, gluster: false, fioEngine: FIO_ENGINE, fioBuffered: false, workloads: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => { const v = argv[++i]; if (v === undefined) throw new Error(`${a} needs a value`); return v; };
@@ -57,6 +58,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--dir') o.dir = val();
     else if (a === '--gluster') o.gluster = true;
     else if (a === '--fio-engine') o.fioEngine = val();
+    else if (a === '--fio-buffered') o.fioBuffered = true;
     else if (a === '--workloads') o.workloads = val().split(',');
     else if (a === '-h' || a === '--help') o.help = true;
     else throw new Error(`unknown argument ${a}`);
@@ -132,7 +134,7 @@ async function main(): Promise<number> {
     }
     log(`writing 1 GiB backing file ${file}`);
     await fillBackingFile(file);
-    const all: Contender[] = [glfsContender(file), o.gluster ? fioContender(file, o.fioEngine) : tgtContender(file)];
+    const all: Contender[] = [glfsContender(file), o.gluster ? fioContender(file, o.fioEngine, !o.fioBuffered) : tgtContender(file)];
     results = await runRounds(all.filter((c) => names.includes(c.name)), workloads, {
       rounds: o.rounds, scale: o.scale, log, onSession: (s) => { session = s; },
     });
@@ -145,14 +147,15 @@ async function main(): Promise<number> {
 
   const rounds = `rounds ${o.rounds}${o.quick ? ' (quick)' : ''}, scale ${o.scale}`;
   const env = o.gluster
-    ? environment(started, [`${tryExec('fio', ['--version']) ?? 'fio ?'} (${o.fioEngine}, direct=0)`,
+    ? environment(started, [`${tryExec('fio', ['--version']) ?? 'fio ?'} (${o.fioEngine}, direct=${o.fioBuffered ? 0 : 1})`,
       tryExec('glusterfs', ['--version'])?.split('\n')[0] ?? 'glusterfs ?', `kernel ${tryExec('uname', ['-r']) ?? '?'}`, rounds])
     : environment(started, [names.includes('tgt') ? `tgt ${tryExec('dpkg-query', ['-W', '-f=${Version}', 'tgt']) ?? '?'}` : null, rounds]);
   const title = o.gluster
     ? `1 GiB file on a gluster replica-3 FUSE mount; glfs: qemu-img bench -t none over iSCSI, fio: on the file; median of ${o.rounds} round(s).`
     : `qemu-img bench, 1 GiB LUN, -t none; median of ${o.rounds} round(s).`;
   const { lines, summary } = resultTable(names, workloads, results);
-  console.log([`${title} ${env}`, '', ...lines].join('\n'));
+  const latency = latencyTable(names, workloads, results);
+  console.log([`${title} ${env}`, '', ...lines, ...(latency.length > 0 ? ['', 'QD1 completion latency, µs (median over rounds of each run\'s p50 and p99):', '', ...latency] : [])].join('\n'));
   if (o.json) writeFileSync(o.json, JSON.stringify({ env, options: o, workloads, results, summary }, null, 2) + '\n');
   return 0;
 }

@@ -64,3 +64,12 @@ export function resultTable(names: string[], workloads: readonly Workload[], res
   }
   return { lines, summary };
 }
+
+/** p50 and p99 latency of the QD1 workloads, medians over the rounds, per contender (empty without any). */
+export function latencyTable(names: string[], workloads: readonly Workload[], results: Results): string[] {
+  const rows = workloads.filter((w) => w.depth === 1 && names.some((n) => results[n]![w.name]!.some((r) => r.latency !== undefined)));
+  if (rows.length === 0) return [];
+  const cell = (n: string, w: Workload, k: 'p50Us' | 'p99Us') => fmt(median(results[n]![w.name]!.flatMap((r) => (r.latency ? [r.latency[k]] : []))));
+  return [`| workload | ${names.map((n) => `${n} p50 | ${n} p99`).join(' | ')} |`, `|---|${names.map(() => '---:|---:').join('|')}|`,
+    ...rows.map((w) => `| ${w.name} | ${names.map((n) => `${cell(n, w, 'p50Us')} | ${cell(n, w, 'p99Us')}`).join(' | ')} |`)];
+}

@@ -27,6 +27,8 @@ export interface Measurement {
   iops: number;
   mibs: number;
   count: number;
+  /** QD1 workloads: completion latency percentiles, microseconds (bench/latency.ts; fio's own for fio). */
+  latency?: { p50Us: number; p99Us: number };
 }
 
 // Counts sized for ~2-4 s each on a 2-core VM against tgt; --scale adjusts, --quick divides by 10.

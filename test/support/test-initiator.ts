@@ -40,6 +40,8 @@ export class TestInitiator {
   /** When set, every PDU is written in pieces of these sizes (cycled), with a pause between. */
   split: number[] | null = null;
   negotiated = new Map<string, string>();
+  /** LUN of commands and Data-Out that name none (read10, write10, …). */
+  lun = 0;
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
@@ -187,7 +189,7 @@ export class TestInitiator {
     const h = Buffer.alloc(48);
     h[0] = (opts.immediate ? 0x40 : 0) | Opcode.ScsiCommand;
     h[1] = (opts.final === false ? 0 : 0x80) | (opts.read ? 0x40 : 0) | (opts.write ? 0x20 : 0) | 0x01; // SIMPLE
-    h[9] = opts.lun ?? 0;
+    h[9] = opts.lun ?? this.lun;
     h.writeUInt32BE(opts.itt ?? this.itt++, 16);
     h.writeUInt32BE(opts.edtl, 20);
     h.writeUInt32BE(this.cmdSN, 24);
@@ -214,7 +216,7 @@ export class TestInitiator {
     return h;
   }
 
-  dataOutHeader(itt: number, ttt: number, dataSN: number, offset: number, final: boolean, lun = 0): Buffer {
+  dataOutHeader(itt: number, ttt: number, dataSN: number, offset: number, final: boolean, lun = this.lun): Buffer {
     const h = Buffer.alloc(48);
     h[0] = Opcode.DataOut;
     h[1] = final ? 0x80 : 0;
