@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "nowait_io",
-      "sources": ["native/nowait-io.c"],
+      "target_name": "file_io",
+      "sources": ["native/file-io.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"],
       "defines": ["NAPI_VERSION=8"]
     }

@@ -61,7 +61,7 @@ else
   cp "$REPO/package-lock.json" "$tctx/app/"
   cp -a "$REPO/node_modules/." "$tctx/app/node_modules/"
   # The package's own addon (native/, built by npm ci's install script): reads of cached data inline.
-  mkdir -p "$tctx/app/build/Release" && cp "$REPO/build/Release/nowait_io.node" "$tctx/app/build/Release/"
+  mkdir -p "$tctx/app/build/Release" && cp "$REPO/build/Release/file_io.node" "$tctx/app/build/Release/"
   (cd "$tctx/app" && npm prune --omit=dev --ignore-scripts --offline --no-audit --no-fund >/dev/null)
   cp "$NODE_BIN" "$tctx/node"
   docker_build "$TARGET_TAG" "$HERE/target.Dockerfile" "$tctx"

@@ -11,7 +11,7 @@ COPY node /usr/local/bin/node
 COPY app/ /opt/glfs-target/
 RUN ln -s /opt/glfs-target/bin/glfs-target.js /usr/local/bin/glfs-target \
  && glfs-target --version \
- && node -e "require('/opt/glfs-target/build/Release/nowait_io.node')"
+ && node -e "require('/opt/glfs-target/build/Release/file_io.node')"
 # Node name among the servers sharing a LUN file: the host's name (host networking shares it);
 # set GLFS_TARGET_NODE to override. Logs are JSON lines on stdout (no TTY).
 LABEL org.glfs-target.role=target

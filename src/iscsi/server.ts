@@ -16,7 +16,7 @@ import { normalize as normalizeAddress } from '../auth/backoff.js';
 import { formatHostPort } from '../config/portal.js';
 import { TargetNode } from './target-node.js';
 import type { CallBounds } from '../backend/bounded-backend.js';
-import { cachedReadsAvailable } from '../backend/cached-read.js';
+import { cachedReadsAvailable } from '../backend/native-io.js';
 import { DEFAULT_ISCSI_SETTINGS } from '../config/schema.js';
 import { LoginCounters } from './io-stats.js';
 

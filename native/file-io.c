@@ -1,11 +1,15 @@
-// preadv2(2) with RWF_NOWAIT for Node: a read the kernel can serve without blocking (the data is
-// in the page cache) is done on the calling thread; anything else fails at once with EAGAIN, or
-// EOPNOTSUPP where the file system cannot promise it (FUSE, so every gluster mount), and the
-// caller goes to the thread pool. It never waits for I/O, so the event loop cannot hang on it.
+// File I/O Node does not offer (src/backend/native-io.ts):
+// - preadv2(2) with RWF_NOWAIT: a read the kernel can serve without blocking (the data is in the
+//   page cache) is done on the calling thread; anything else fails at once with EAGAIN, or
+//   EOPNOTSUPP where the file system cannot promise it (FUSE, so every gluster mount), and the
+//   caller goes to the thread pool. It never waits for I/O, so the event loop cannot hang on it.
+// - the address of a buffer's memory modulo an alignment, so that direct I/O can use page-aligned
+//   memory.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/uio.h>
 
 #define MAX_IOVECS 1024
@@ -42,10 +46,32 @@ static napi_value preadv_nowait(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// alignmentSkip(buffer, alignment): bytes from the start of `buffer` to the first address that is
+// a multiple of `alignment` (a power of two).
+static napi_value alignment_skip(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  void *data;
+  size_t length;
+  uint32_t alignment;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_buffer_info(env, argv[0], &data, &length) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &alignment) != napi_ok || alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    napi_throw_type_error(env, NULL, "alignmentSkip(buffer: Buffer, alignment: power of two)");
+    return NULL;
+  }
+  uintptr_t address = (uintptr_t)data;
+  napi_value result;
+  napi_create_uint32(env, (uint32_t)((alignment - (address & (alignment - 1))) & (alignment - 1)), &result);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "preadvNowait", NAPI_AUTO_LENGTH, preadv_nowait, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "preadvNowait", fn) != napi_ok) {
+      napi_set_named_property(env, exports, "preadvNowait", fn) != napi_ok ||
+      napi_create_function(env, "alignmentSkip", NAPI_AUTO_LENGTH, alignment_skip, NULL, &fn) != napi_ok ||
+      napi_set_named_property(env, exports, "alignmentSkip", fn) != napi_ok) {
     return NULL;
   }
   return exports;
