@@ -7,7 +7,8 @@
 //
 // Options: --rounds N (5) | --quick | --only glfs|tgt|fio | --build (run `npm run build` first) |
 //          --scale F (multiply request counts) | --json FILE (raw results) | --dir DIR (backing file dir, tgt mode) |
-//          --gluster | --fio-engine NAME (psync; --gluster) | --fio-buffered (fio without O_DIRECT; --gluster) | --workloads A,B (names containing A or B, e.g. "QD1,strided")
+//          --gluster | --fio-engine NAME (psync; --gluster) | --fio-buffered (fio without O_DIRECT; --gluster) |
+//          --workloads A,B (only the workloads whose names contain A or B, e.g. "QD1,strided")
 //
 // Method: one 1 GiB backing file, fully written first (so it is allocated and sits in the page
 // cache). The contenders never run at the same time: each round starts one, runs a short warm-up
@@ -23,7 +24,8 @@
 //    glfs-target serving it, driven as above, vs fio directly on it with the same request size,
 //    depth, sequential pattern and request count, with O_DIRECT (--direct=1) as the target opens
 //    LUN files on a FUSE mount; fio's time is its job runtime, its QD1 latency its clat
-//    percentiles (bench/fio.ts explains the engine). The FUSE mount is the ceiling. The volume is torn down at the end, on error and on SIGINT/SIGTERM.
+//    percentiles (bench/fio.ts explains the engine). The FUSE mount is the ceiling. The volume
+//    is torn down at the end, on error and on SIGINT/SIGTERM.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

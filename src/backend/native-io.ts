@@ -8,7 +8,8 @@
  * (FUSE, so every gluster mount) fails it with EOPNOTSUPP before it is called. So a read of cached
  * data skips the thread pool's two wake-ups (docs/benchmarks.md, "the thread-pool hop"), and a
  * read that would block still goes to the pool, bounded like every call (bounded-backend.ts): a
- * hung mount cannot stall the event loop through here.
+ * hung mount cannot stall the event loop through here. (What such a read may still wait for, on
+ * a local file system only, is the access-time update it makes: a journal write on a local disk.)
  */
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
