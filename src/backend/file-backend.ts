@@ -211,8 +211,8 @@ export class FileBackend implements BlockBackend {
     }),
   });
   private readonly writes = new RequestMerger({
-    single: (r) => this.writeAll(r.bufs, r.offset, r.durable),
-    merged: (offset, bufs, _bytes, durable) => this.writeAll(bufs, offset, durable).then(() => true),
+    single: (r) => this.writeAll(r.bufs, r.offset, r.bytes, r.durable),
+    merged: (offset, bufs, bytes, durable) => this.writeAll(bufs, offset, bytes, durable).then(() => true),
   });
 
   read(buf: Buffer, offset: number): Promise<void> {
@@ -285,10 +285,10 @@ export class FileBackend implements BlockBackend {
    * durable. Direct I/O larger than one chunk is copied into page-aligned memory and written in one
    * call (direct-io.ts), or without the addon DIRECT_IO_CHUNK at a time.
    */
-  private writeAll(bufs: readonly Buffer[], offset: number, durable: boolean): Promise<void> {
+  private writeAll(bufs: readonly Buffer[], offset: number, bytes: number, durable: boolean): Promise<void> {
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError(this.description));
-    const aligned = this.directIo ? alignedCopy(bufs, bufs.reduce((n, b) => n + b.length, 0)) : null;
+    const aligned = this.directIo ? alignedCopy(bufs, bytes) : null;
     return new Promise((resolve, reject) => {
       let rest = aligned === null ? [...bufs] : [aligned];
       let pos = offset;
