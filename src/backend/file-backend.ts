@@ -5,6 +5,7 @@ import { flock, isLockHeld, readFileIfExists, replaceFile } from './atomic-file.
 import { CACHED_READ_MAX, CACHED_READ_MAX_BUFFERS, CACHED_READ_UNSUPPORTED, cachedReadsAvailable, readCached } from './native-io.js';
 import { alignedCopy, DIRECT_IO_CHUNK, directChunk, onFuse, PAGE } from './direct-io.js';
 import { LostWriteLatch, type LostWriteError } from './lost-write.js';
+import { asOutOfSpace } from './out-of-space.js';
 import { RequestMerger } from './request-merger.js';
 
 /** The part of fs-ext (CommonJS, no bundled types) this module uses. */
@@ -296,7 +297,7 @@ export class FileBackend implements BlockBackend {
       let onPage = aligned !== null;
       const next = (): Buffer[] => (this.directIo && !onPage ? directChunk(rest) : rest);
       const step = (err: NodeJS.ErrnoException | null, n: number): void => {
-        if (err) return void outOfSpace(this.description, err, rest).then(reject);
+        if (err) return void asOutOfSpace(this.description, err, rest.reduce((n, b) => n + b.length, 0)).then(reject);
         if (n === 0) return reject(errnoError(`${this.description}: write made no progress`, 'EIO'));
         pos += n;
         onPage &&= n % PAGE === 0;
@@ -433,19 +434,6 @@ export class FileBackend implements BlockBackend {
 function writeSome(fd: number, bufs: Buffer[], position: number, cb: (err: NodeJS.ErrnoException | null, n: number) => void): void {
   if (bufs.length === 1) fs.write(fd, bufs[0]!, 0, bufs[0]!.length, position, cb);
   else fs.writev(fd, bufs, position, cb);
-}
-
-/**
- * `err`, or ENOSPC when it is an EIO from a file system without room for `unwritten`: gluster
- * fails a direct write to a full replica volume with EIO, and the initiator must hear "out of
- * space" (SBC-3 §4.7.3.7), not "medium error".
- */
-async function outOfSpace(path: string, err: NodeJS.ErrnoException, unwritten: readonly Buffer[]): Promise<NodeJS.ErrnoException> {
-  if (err.code !== 'EIO') return err;
-  const st = await fs.promises.statfs(path).catch(() => undefined);
-  const bytes = unwritten.reduce((n, b) => n + b.length, 0);
-  if (st === undefined || st.bavail * st.bsize >= bytes) return err;
-  return errnoError(`${path}: write failed with no space left on the volume (${err.message})`, 'ENOSPC', err);
 }
 
 /** `bufs` without its first `n` bytes (views; the list is not modified). */

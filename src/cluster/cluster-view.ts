@@ -130,3 +130,23 @@ export async function nodeIndex(state: LunStateDir, node: string): Promise<numbe
     await lock.close();
   }
 }
+
+/**
+ * EBUSY when a live server with the node name `node` (another process) already serves the file:
+ * its heartbeat is there and still changing. When the lock is held and no heartbeat is there yet,
+ * the holder may just have started: wait a few polls for it first.
+ */
+export async function refuseSameNode(state: LunStateDir, node: string, pollMs: number, lockHeld: boolean): Promise<void> {
+  const view = new ClusterView(state);
+  const until = Date.now() + (lockHeld ? 4 * pollMs : 0);
+  await view.refresh();
+  while (view.peers().length === 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, pollMs / 4));
+    await view.refresh();
+  }
+  const mine = view.peer(node);
+  if (mine === undefined || mine.beat.pid === process.pid) return;
+  if (await view.heartbeatChanges((n) => n === node, 2 * pollMs + 200, pollMs / 4)) {
+    throw Object.assign(new Error(`${state.lunPath} is in use: already served by this node (${node}, pid ${mine.beat.pid}); a node serves a LUN file once`), { code: 'EBUSY' });
+  }
+}

@@ -77,6 +77,14 @@ export class OwnedFile {
     }
   }
 
+  /** fstat on the descriptor (not media I/O): rejects when this node serves no file or its gluster client lost it. */
+  async probe(): Promise<void> {
+    if (this.file === null) throw new NotOwnerError(`${this.description}: this node does not own the LUN`);
+    await this.file.probe().catch((err: unknown) => {
+      throw this.pathLost(err);
+    });
+  }
+
   read(buf: Buffer, offset: number): Promise<void> {
     return this.guard((f) => f.read(buf, offset));
   }

@@ -3,11 +3,12 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BackendExtent, BlockBackend } from '../backend/block-backend.js';
 import { FileBackend, type FileBackendOptions } from '../backend/file-backend.js';
+import { isOutOfSpace } from '../backend/out-of-space.js';
 import type { AluaState } from '../scsi/alua.js';
 import type { ItNexus } from '../scsi/nexus.js';
 import { setTargetPortGroupsFailed, type AluaCoordinator, type TargetPortGroupInfo, type TpgStatus } from '../scsi/target-port-groups.js';
 import type { AbortWatch, ScsiResponse } from '../scsi/types.js';
-import { ClusterView, type Heartbeat, type HandoverRequest, type OwnerRecord } from './cluster-view.js';
+import { ClusterView, refuseSameNode, type Heartbeat, type HandoverRequest, type OwnerRecord } from './cluster-view.js';
 import { OwnedFile } from './owned-file.js';
 import type { LunStateDir } from './state-dir.js';
 
@@ -87,6 +88,8 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
   private lastProof = Date.now();
   /** An owner that cannot show it still owns the LU: it serves no media command until the volume answers. */
   private fenced = false;
+  /** The last heartbeat found the volume full (logged once). */
+  private volumeFull = false;
   /** A poll is running (tick). */
   private polling = false;
   /** When the running poll started waiting for the volume (heartbeats); null when it is not waiting. */
@@ -126,7 +129,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     const { create: _create, ...existingFile } = fileOptions;
     try {
       await state.ensure();
-      await SharedLun.refuseSameNode(state, node, timing, owned === null);
+      await refuseSameNode(state, node.name, timing.pollMs, owned === null);
       const st = await fs.promises.stat(fileOptions.path);
       const size = owned?.sizeBytes ?? Math.floor(st.size / fileOptions.blockSize) * fileOptions.blockSize;
       if (size === 0) throw Object.assign(new Error(`${fileOptions.path} is smaller than one block`), { code: 'EINVAL' });
@@ -139,26 +142,6 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
       return lun;
     } finally {
       await owned?.close();
-    }
-  }
-
-  /**
-   * EBUSY when a live server with this node name (another process) already serves the file: its
-   * heartbeat is there and still changing. When the lock is held and no heartbeat is there yet,
-   * the holder may just have started: wait a few polls for it first.
-   */
-  private static async refuseSameNode(state: LunStateDir, node: SharingNode, timing: SharingTiming, lockHeld: boolean): Promise<void> {
-    const view = new ClusterView(state);
-    const until = Date.now() + (lockHeld ? 4 * timing.pollMs : 0);
-    await view.refresh();
-    while (view.peers().length === 0 && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, timing.pollMs / 4));
-      await view.refresh();
-    }
-    const mine = view.peer(node.name);
-    if (mine === undefined || mine.beat.pid === process.pid) return;
-    if (await view.heartbeatChanges((n) => n === node.name, 2 * timing.pollMs + 200, timing.pollMs / 4)) {
-      throw Object.assign(new Error(`${state.lunPath} is in use: already served by this node (${node.name}, pid ${mine.beat.pid}); a node serves a LUN file once`), { code: 'EBUSY' });
     }
   }
 
@@ -357,13 +340,26 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     await this.publish().catch(() => undefined);
   }
 
+  /**
+   * Publish the heartbeat. A full volume refuses it (ENOSPC) but answers: the owner shows by its
+   * locked descriptor answering that it still holds the lock (no other node can take a held lock)
+   * and keeps serving — reads GOOD, writes DATA PROTECT 27h/07h — rather than fencing.
+   */
   private async publish(): Promise<void> {
     const beat: Heartbeat = {
       node: this.node.name, pid: process.pid, seq: ++this.seq, group: this.node.group, relativePortIds: this.node.relativePortIds,
       role: this.role === 'releasing' ? 'transitioning' : this.role, epoch: this.role === 'owner' ? this.epoch : 0,
       idleMs: Date.now() - this.media.lastMediaIo, prVersion: this.prVersion,
     };
-    await this.state.writeJson(`node-${this.node.name}.json`, beat);
+    try {
+      await this.state.writeJson(`node-${this.node.name}.json`, beat);
+      this.volumeFull = false;
+    } catch (err) {
+      if (!isOutOfSpace(err)) throw err;
+      if (!this.volumeFull) this.log.warn({ err, path: this.description }, 'LUN sharing: the volume is full; no heartbeat until there is room, the owner proves its lock by its descriptor');
+      this.volumeFull = true;
+      if (this.role === 'owner') await this.media.probe();
+    }
   }
 
   /** Resolves when `peer` has been seen to enforce persistent reservations version `version`, or after `ms`. */

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { flock, isLockHeld, readFileIfExists, replaceFile } from '../backend/atomic-file.js';
+import { asOutOfSpace } from '../backend/out-of-space.js';
 
 /** Calls of one state directory in the file I/O thread pool at once (see LunStateDir). */
 const MAX_CALLS = 2;
@@ -50,9 +51,14 @@ export class LunStateDir {
     return this.gated(() => readFileIfExists(this.path(name)));
   }
 
-  /** Replace `name` atomically; `durable` also fsyncs it (state that must survive a crash). */
+  /**
+   * Replace `name` atomically; `durable` also fsyncs it (state that must survive a crash). On a
+   * full volume it rejects with ENOSPC, however gluster put it (out-of-space.ts).
+   */
   write(name: string, data: Buffer, durable = false): Promise<void> {
-    return this.gated(() => replaceFile(this.path(name), data, durable));
+    return this.gated(() => replaceFile(this.path(name), data, durable)).catch(async (err: NodeJS.ErrnoException) => {
+      throw await this.gated(() => asOutOfSpace(this.dir, err, data.length)).catch(() => err);
+    });
   }
 
   writeJson(name: string, value: unknown, durable = false): Promise<void> {

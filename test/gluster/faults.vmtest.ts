@@ -148,6 +148,15 @@ describe.skipIf(missing !== '' && !ci)(`volume full: ${BRICK_MIB} MiB bricks on 
     // Still full: the next write is not GOOD either, nor a flush.
     expect((await ini.write10((63 * 1024 * 1024) / BLOCK, Buffer.alloc(chunk, 0x6c))).status).toBe(2);
     expect(senseOf(await cmd(ini, SYNC10)).startsWith('2:')).toBe(true);
+    // Full is not unreachable: past the time an owner whose heartbeat fails stops serving (half
+    // the 5 s staleness), the LU still reads what was acknowledged and still says why writes fail.
+    await sleep(4000);
+    const firstLba = (16 * 1024 * 1024) / BLOCK;
+    const back = await cmd(ini, read10(firstLba), { inLen: BLOCK });
+    expect(senseOf(back), `READ on the full volume\n${ctx.server!.logs().slice(-3000)}`).toBe('0:0/0/0');
+    expect(back.data?.equals(Buffer.alloc(BLOCK, 0x6b))).toBe(true);
+    const late = await cmd(ini, write10((62 * 1024 * 1024) / BLOCK, 64), { out: Buffer.alloc(64 * BLOCK, 0x6c) });
+    expect(senseOf(late), 'a write to unallocated space on the full volume').toBe('2:7/27/7');
     // The server stays up.
     const other = await session();
     expect((await cmd(other, INQUIRY, { inLen: 96 })).status).toBe(0);
