@@ -32,7 +32,7 @@ export class OwnedFile {
   private file: FileBackend | null = null;
   /** When a media command last came (0: never since the node took the LU at start-up). */
   lastMediaIo = Date.now();
-  /** The file answered ENOTCONN or EBADFD (`pathLoss`) since the last `deadForGood`. */
+  /** The file answered ENOTCONN or EBADFD (`pathLoss`), or the owner was fenced, since the last `deadForGood`. */
   private lost = false;
   /** A write lost through the last descriptor served, and its ownership's epoch. */
   private carriedLoss: { error: LostWriteError; epoch: number } | undefined;
@@ -58,6 +58,14 @@ export class OwnedFile {
     const lost = file?.lostWriteError;
     if (lost !== undefined) this.carriedLoss = { error: lost, epoch };
     return file;
+  }
+
+  /**
+   * The volume stopped answering the owner (it fenced) before any media command found the path
+   * gone: the next `deadForGood` checks the descriptor all the same.
+   */
+  suspect(): void {
+    if (this.file !== null) this.lost = true;
   }
 
   /**

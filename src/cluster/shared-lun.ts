@@ -205,6 +205,7 @@ export class SharedLun implements BlockBackend, AluaCoordinator {
     if (this.role !== 'owner' || this.fenced) return;
     this.log.error({ err, path: this.description }, 'LUN sharing: volume unreachable; not serving media commands until it answers');
     this.fenced = true;
+    this.media.suspect();
     this.unit?.setAccessState('transitioning');
     this.noticeStateChanges();
   }

@@ -85,6 +85,15 @@ describe('OwnedFile', () => {
     expect(await media.deadForGood(), 'fstat still answers ENOTCONN').toBe(true);
   });
 
+  it('an owner fenced before any media command met the lost path still has its descriptor checked once the volume answers', async () => {
+    const media = new OwnedFile(file, () => undefined);
+    media.serve(await openFile(), 1);
+    deadDescriptor();
+    expect(await media.deadForGood(), 'nothing made the descriptor suspect').toBe(false);
+    media.suspect();
+    expect(await media.deadForGood(), 'fenced: fstat answers ENOTCONN').toBe(true);
+  });
+
   it('EBADFD (client.strict-locks: a locked descriptor is not reopened after the bricks return) is a lost path and a dead descriptor', async () => {
     const lostPath: unknown[] = [];
     const media = new OwnedFile(file, (err) => lostPath.push(err));
