@@ -297,7 +297,7 @@ export class FileBackend implements BlockBackend {
       let onPage = aligned !== null;
       const next = (): Buffer[] => (this.directIo && !onPage ? directChunk(rest) : rest);
       const step = (err: NodeJS.ErrnoException | null, n: number): void => {
-        if (err) return void asOutOfSpace(this.description, err, rest.reduce((n, b) => n + b.length, 0)).then(reject);
+        if (err) return void asOutOfSpace(this.description, err, rest.reduce((sum, b) => sum + b.length, 0)).then(reject);
         if (n === 0) return reject(errnoError(`${this.description}: write made no progress`, 'EIO'));
         pos += n;
         onPage &&= n % PAGE === 0;
