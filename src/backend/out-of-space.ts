@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { constants } from 'node:os';
 
 /** The volume has no room (SBC-3 §4.7.3.7: the initiator hears DATA PROTECT 27h/07h). */
 export function isOutOfSpace(err: unknown): boolean {
@@ -17,5 +18,5 @@ export async function asOutOfSpace(path: string, err: NodeJS.ErrnoException, byt
   if (err.code !== 'EIO' && err.code !== 'ENOTCONN') return err;
   const st = await fs.promises.statfs(path).catch(() => undefined);
   if (st === undefined || st.bavail * st.bsize >= Math.max(bytes, st.bsize)) return err;
-  return Object.assign(new Error(`${path}: write failed with no space left on the volume (${err.message})`, { cause: err }), { code: 'ENOSPC', errno: -28 });
+  return Object.assign(new Error(`${path}: write failed with no space left on the volume (${err.message})`, { cause: err }), { code: 'ENOSPC', errno: -constants.errno.ENOSPC });
 }

@@ -10,6 +10,7 @@
  * not made. The SPC-2 reservation is per device server and never stored.
  */
 import { withinDeadline } from '../backend/bounded-backend.js';
+import { isOutOfSpace } from '../backend/out-of-space.js';
 import type { DeviceContext, ReservationClass } from './command-table.js';
 import type { ItNexus } from './nexus.js';
 import { persistentReserveIn } from './pr-in.js';
@@ -38,8 +39,7 @@ export interface ReservationHost {
 
 function insufficientResourcesOrFailure(err: unknown): ScsiResponse {
   if (storageTimedOut(err)) return storageTimeout();
-  const code = (err as { code?: unknown } | null)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INSUFFICIENT_REGISTRATION_RESOURCES);
+  if (isOutOfSpace(err)) return senseError(SenseKey.ILLEGAL_REQUEST, Asc.INSUFFICIENT_REGISTRATION_RESOURCES);
   return internalTargetFailure();
 }
 

@@ -1,4 +1,5 @@
 import { ScsiStatus, type ScsiResponse } from './types.js';
+import { isOutOfSpace } from '../backend/out-of-space.js';
 
 /** SPC-4 §4.5.6 sense keys. */
 export const SenseKey = {
@@ -234,10 +235,7 @@ export function writeError(err: unknown): ScsiResponse {
   if (storageTimedOut(err)) return storageTimeout();
   const elsewhere = notServedHere(err);
   if (elsewhere !== undefined) return elsewhere;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return senseError(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);
-  }
+  if (isOutOfSpace(err)) return senseError(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);
   return senseError(SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR);
 }
 
