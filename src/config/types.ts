@@ -118,4 +118,9 @@ export interface IscsiSettings {
   backendTimeout?: number;
   /** Calls of one LUN in libuv's thread pool at once: what a hung mount can hold (default 32). */
   backendCallsPerLun?: number;
+  /**
+   * Microseconds the event loop keeps polling after a PDU was received or sent, instead of
+   * sleeping until the next one (adaptive, see src/iscsi/busy-poll.ts; default 100, 0 = off).
+   */
+  busyPollMicroseconds?: number;
 }

@@ -128,6 +128,7 @@ export class Connection {
   /** Bytes from the socket; `chunk` is only valid during the call (PduFramer copies what it keeps). */
   private receive(chunk: Buffer): void {
     this.liveness.received();
+    this.ctx.busyPoll.activity(true);
     this.framer.push(chunk);
     if (this.phase.kind !== 'full' || (this.pauses & PAUSE_MEMORY) !== 0) return;
     // The session holds its share of the DataBudget (or holds data while all of it is used):
@@ -181,6 +182,7 @@ export class Connection {
       header.writeUInt32BE(s.expCmdSN, 28);
       header.writeUInt32BE(s.maxCmdSN, 32);
     }
+    this.ctx.busyPoll.activity(false);
     if (!this.writer.send(header, data, onWritten) && !this.socket.destroyed) {
       // Back-pressure: stop reading new commands until the initiator drains our responses.
       this.pause(PAUSE_DRAIN);

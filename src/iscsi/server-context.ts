@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { IscsiSettings } from '../config/types.js';
 import type { Connection } from './connection.js';
 import type { BufferPool } from '../pdu/buffer-pool.js';
+import type { BusyPoll } from './busy-poll.js';
 import type { DataBudget } from './data-budget.js';
 import type { LoginAuth, LoginOutcome } from './login.js';
 import type { Session } from './session.js';
@@ -15,6 +16,8 @@ export interface ServerContext {
   readonly dataBudget: DataBudget;
   /** Reusable buffers for received data segments and read data (shared by all connections). */
   readonly bufferPool: BufferPool;
+  /** Keeps the event loop awake between PDUs at a steady queue depth (busy-poll.ts). */
+  readonly busyPoll: BusyPoll;
   /** Authentication state (CHAP keyring, back-off) that logins consult. */
   readonly auth: LoginAuth;
   findTarget(iqn: string): TargetNode | undefined;

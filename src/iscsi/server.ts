@@ -7,6 +7,7 @@ import type { SharingTiming } from '../cluster/shared-lun.js';
 import { Connection } from './connection.js';
 import { DataBudget } from './data-budget.js';
 import { BufferPool } from '../pdu/buffer-pool.js';
+import { BusyPoll } from './busy-poll.js';
 import { LoginFailure, LoginStatus } from './login-status.js';
 import type { LoginOutcome } from './login.js';
 import { Session, SessionRegistry } from './session.js';
@@ -74,6 +75,7 @@ export class IscsiServer implements ServerContext {
   private loggingIn = 0;
   readonly dataBudget: DataBudget;
   readonly bufferPool: BufferPool;
+  readonly busyPoll = new BusyPoll(() => this.config.iscsi.busyPollMicroseconds ?? DEFAULT_ISCSI_SETTINGS.busyPollMicroseconds!);
   /** Connections in the login phase per source address, and each such connection's address. */
   private readonly loggingInFrom = new Map<string, number>();
   private readonly loginAddress = new Map<Connection, string>();

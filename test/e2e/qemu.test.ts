@@ -135,6 +135,23 @@ describe.skipIf(pre.skip)(`qemu-img / qemu-io against ${USE_TGT ? 'tgt' : 'glfs-
     expect(ok(await compare(image)).stdout).toContain('Images are identical.');
   });
 
+  test('QD1 writes land, and once the initiator stops the server sleeps (busy-polling ends with the traffic)', async () => {
+    const count = 3000;
+    const offset = 320 * MiB;
+    ok(await run('qemu-img', ['bench', '-w', '-d', '1', '-c', String(count), '-s', '4096', '-o', String(offset),
+      '--pattern=0x5c', '-t', 'none', '-f', 'raw', t.url()], { timeout: 60_000 }));
+    const r = ok(await qemuIo(`read -P 0x5c ${offset} ${count * 4096}`));
+    expect(qemuIoOk(r.stdout, 'read', count * 4096, offset), describeRun(r)).toBe(true);
+    // A server left polling would use a whole core; sleeping, it uses next to nothing.
+    const pid = t.pid();
+    expect(pid).toBeDefined();
+    const cpuTicks = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').slice(11, 13).reduce((a, b) => a + Number(b), 0);
+    await new Promise((res) => setTimeout(res, 300));
+    const before = cpuTicks();
+    await new Promise((res) => setTimeout(res, 1000));
+    expect(cpuTicks() - before, 'CPU ticks (1/100 s) used in 1 s with no initiator').toBeLessThan(15);
+  });
+
   test('writes from one session are visible to another session that stays logged in', async () => {
     const off1 = 512 * MiB;
     const off2 = 600 * MiB + 4096;

@@ -103,6 +103,7 @@ describe('parseConfig: defaults', () => {
       maxDataInFlight: 64 * 1024 * 1024,
       backendTimeout: 43,
       backendCallsPerLun: 32,
+      busyPollMicroseconds: 100,
     });
   });
 
