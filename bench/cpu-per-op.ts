@@ -2,22 +2,14 @@
 // `qemu-img bench` run of each workload, after a warm-up; glfs-target and tgt on the same file.
 //
 //   npx tsx bench/cpu-per-op.ts [--runs 2]
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, startGlfsTarget, startTgt, type TargetHandle } from '../test/e2e/harness.js';
+import { freePort, processCpuMicros, startGlfsTarget, startTgt, type TargetHandle } from '../test/e2e/harness.js';
 import { fillBackingFile, qemuImgBench, WORKLOADS } from './workloads.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '2' } } });
-const TICK_US = 1e6 / 100; // USER_HZ
-
-/** utime + stime of `pid`, microseconds (every thread: /proc/PID/stat counts them all). */
-function cpuUs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * TICK_US;
-}
-
 const cases = [['4k read QD32', 100_000], ['4k write QD32', 100_000], ['4k write QD1', 50_000], ['4k read QD1', 50_000], ['4k strided read QD32', 100_000]] as const;
 const dir = mkdtempSync(join(tmpdir(), 'glfs-cpu-'));
 const file = join(dir, 'lun.img');
@@ -38,9 +30,9 @@ try {
         const w = WORKLOADS.find((x) => x.name === wname)!;
         const per: string[] = [];
         for (let i = 0; i < Number(values.runs); i++) {
-          const before = cpuUs(pid);
+          const before = processCpuMicros(pid);
           await qemuImgBench(t.url(), w, count);
-          per.push(((cpuUs(pid) - before) / count).toFixed(1));
+          per.push(((processCpuMicros(pid) - before) / count).toFixed(1));
         }
         rows.push(`| ${name} | ${count.toLocaleString('en-US')} × ${wname} | ${per.join(', ')} µs |`);
       }

@@ -4,7 +4,7 @@
  * that is missing means "skip" (developer machine) or "fail" (CI=true).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsc, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsc, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -392,6 +392,12 @@ export function glfsConfig(opts: StartGlfsOpts & { port: number; lunPaths: strin
     logLevel: opts.logLevel ?? 'info',
     ...(opts.extra ?? {}),
   };
+}
+
+/** utime + stime of process `pid` in microseconds, all its threads (/proc/PID/stat, USER_HZ 100). */
+export function processCpuMicros(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * (1e6 / 100);
 }
 
 /** Starts `node bin/glfs-target.js serve --config <temp config>` and waits for its port. */
